@@ -1,0 +1,53 @@
+# pfn-transformers: `make help` lists the targets.
+# TORCH_SPEC is the one place the torch build is chosen: the CPU wheel by default;
+# a GPU user sets e.g. `make install TORCH_SPEC="torch==2.13.0 --index-url https://download.pytorch.org/whl/cu128"`.
+TORCH_SPEC ?= torch==2.13.0
+PYTHON ?= python3
+VENV ?= .venv
+BIN := $(VENV)/bin
+PY := $(BIN)/python
+PYTEST_ARGS ?=
+
+.DEFAULT_GOAL := help
+.PHONY: help install test test-slow test-all lint format bench bench-quality train clean
+
+help: ## List the targets
+	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
+
+$(BIN)/pfn: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q $(TORCH_SPEC)
+	$(PY) -m pip install -q -e ".[dev]"
+	touch $(BIN)/pfn
+
+install: $(BIN)/pfn ## Create .venv and install torch ($(TORCH_SPEC)) and the project, editable, with dev tools
+
+test: $(BIN)/pfn ## Run the default test suite (installs first if needed)
+	$(BIN)/pytest -q $(PYTEST_ARGS)
+
+test-slow: $(BIN)/pfn ## Run the slow-marked tests (DDP, long training, wheel build)
+	$(BIN)/pytest -q -m slow $(PYTEST_ARGS)
+
+test-all: $(BIN)/pfn ## Run every test, slow ones included
+	$(BIN)/pytest -q -m "slow or not slow" $(PYTEST_ARGS)
+
+lint: $(BIN)/pfn ## ruff check and format check
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: $(BIN)/pfn ## Apply ruff fixes and formatting
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+bench: $(BIN)/pfn ## Speed benchmark: train step vs nn.TransformerEncoder, sample_batch throughput, CLI start-up
+	$(PY) benchmarks/bench_speed.py
+
+bench-quality: $(BIN)/pfn ## Quality benchmark: train each task, paired excess NLL against the exact posterior
+	$(PY) benchmarks/bench_quality.py
+
+train: $(BIN)/pfn ## The main job: train the default PFN with the CLI and evaluate it
+	$(BIN)/pfn train
+
+clean: ## Remove caches and build output (keeps .venv and outputs/)
+	rm -rf build dist *.egg-info .pytest_cache .ruff_cache

@@ -1,0 +1,63 @@
+"""pfn_transformers: train Prior-Fitted Networks, transformers that do Bayesian inference in context.
+
+The public API follows the spec (``spec/pfn_transformers_api.md``). ``WandbLogger`` and the
+``wandb`` submodule are imported lazily so ``import pfn_transformers`` stays light.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import bayes, checkpointing, configs, generators
+from .data.base import DataGenerator
+from .data.generators import (
+    BayesianGenerator,
+    DatasetGenerator,
+    DeterministicGenerator,
+    UnsupervisedBayesian,
+    sample_batch,
+)
+from .model.bucketizer import Bucketizer, estimate_riemann_borders
+from .model.configs import ClassificationConfig, RegressionConfig, UnsupervisedConfig
+from .model.pfn import PFN, PFNModel
+from .training.config import TrainingConfig
+from .training.loop import train
+
+__version__ = "0.1.0"
+
+
+def __getattr__(name: str) -> Any:
+    if name == "WandbLogger":
+        from .wandb import WandbLogger
+
+        return WandbLogger
+    if name in ("wandb", "priors", "evaluation"):
+        import importlib
+
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'pfn_transformers' has no attribute {name!r}")
+
+
+__all__ = [
+    "PFN",
+    "BayesianGenerator",
+    "Bucketizer",
+    "ClassificationConfig",
+    "DataGenerator",
+    "DatasetGenerator",
+    "DeterministicGenerator",
+    "PFNModel",
+    "RegressionConfig",
+    "TrainingConfig",
+    "UnsupervisedBayesian",
+    "UnsupervisedConfig",
+    "WandbLogger",
+    "bayes",
+    "checkpointing",
+    "configs",
+    "estimate_riemann_borders",
+    "generators",
+    "sample_batch",
+    "train",
+    "wandb",
+]

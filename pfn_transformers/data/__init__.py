@@ -1,0 +1,1 @@
+"""Data generation: the generator contract, the spec's generators and Bayesian utilities."""

@@ -1,0 +1,237 @@
+"""The spec's data generators, vectorised over the batch.
+
+User functions and parameterizers are written for one sequence; ``generate_batch`` runs
+them over the whole batch with ``torch.func.vmap`` and falls back to a Python loop only
+when vmap cannot trace the user's code (the fallback is remembered, so it is tried once).
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Callable
+from typing import Any
+
+import torch
+from torch import Tensor
+from torch.distributions import Distribution
+
+from .base import DataGenerator, PriorShapeError
+from .bayes import Likelihood, Prior, _sample_params
+
+
+class _Vectorised:
+    """Calls ``fn`` over a leading batch dim with vmap, or a loop when vmap fails."""
+
+    def __init__(self, fn: Callable, owner: str) -> None:
+        self.fn = fn
+        self.owner = owner
+        self.use_vmap = True
+
+    def __call__(self, *batched: Any) -> Any:
+        if self.use_vmap:
+            try:
+                return torch.func.vmap(self.fn)(*batched)
+            except (
+                Exception
+            ) as err:  # user code vmap cannot handle (data-dependent control flow, .item(), ...)
+                self.use_vmap = False
+                warnings.warn(
+                    f"{self.owner}: torch.func.vmap could not vectorise the user function "
+                    f"({type(err).__name__}: {err}); falling back to a per-sequence loop.",
+                    RuntimeWarning,
+                    stacklevel=3,
+                )
+        outs = [self.fn(*(a[i] for a in batched)) for i in range(len(batched[0]))]
+        if isinstance(outs[0], dict):
+            return {k: torch.stack([torch.as_tensor(o[k]) for o in outs]) for k in outs[0]}
+        return torch.stack([torch.as_tensor(o) for o in outs])
+
+
+def _sample_x(x_distribution: Any, batch_size: int, seq_len: int, input_dim: int) -> Tensor:
+    """Inputs x [B, S, D]: standard normal by default, else from the given distribution."""
+    if x_distribution is None:
+        return torch.randn(batch_size, seq_len, input_dim)
+    if isinstance(x_distribution, Distribution):
+        event = tuple(x_distribution.event_shape)
+        shape = (batch_size, seq_len) if event == (input_dim,) else (batch_size, seq_len, input_dim)
+        return x_distribution.sample(shape).float()
+    return torch.as_tensor(x_distribution(batch_size, seq_len, input_dim)).float()
+
+
+def _tensor_outputs(fn: Callable) -> Callable:
+    """Wrap a parameterizer so plain-number outputs become tensors (vmap needs tensors)."""
+
+    def wrapped(theta: Tensor, x: Tensor) -> dict[str, Tensor]:
+        out = fn(theta, x)
+        if not isinstance(out, dict):
+            raise TypeError(
+                f"parameterizer returned {type(out).__name__}; it must return a dict of "
+                "distribution arguments, e.g. {'loc': mean, 'scale': 0.1}."
+            )
+        return {
+            k: v if isinstance(v, Tensor) else torch.as_tensor(v, dtype=x.dtype)
+            for k, v in out.items()
+        }
+
+    return wrapped
+
+
+def _sample_y(likelihood: Likelihood, params: dict[str, Tensor]) -> tuple[Tensor, bool]:
+    """Draw y from the likelihood with batched params; returns (y, is_discrete)."""
+    # A per-sequence scalar (e.g. a fixed scale) comes out of vmap as [B]: broadcast it over seq.
+    params = {k: v.unsqueeze(-1) if v.ndim == 1 else v for k, v in params.items()}
+    dist = likelihood.distribution(params)
+    y = dist.sample()
+    discrete = bool(getattr(dist.support, "is_discrete", False))
+    return (y.long() if discrete else y.float()), discrete
+
+
+class DeterministicGenerator(DataGenerator):
+    """y = function(x, params) + optional Gaussian noise, params drawn from ``prior``.
+
+    ``function(x [seq, input_dim], params) -> y [seq]`` is written for one sequence.
+    """
+
+    def __init__(
+        self,
+        prior: Distribution | Prior | Callable[[int], Tensor],
+        function: Callable[[Tensor, Tensor], Tensor],
+        input_dim: int,
+        noise_std: float | None = None,
+        x_distribution: Any = None,
+    ) -> None:
+        if not isinstance(input_dim, int) or input_dim <= 0:
+            raise ValueError(
+                f"DeterministicGenerator(input_dim={input_dim!r}) is not valid; it must be a "
+                "positive int."
+            )
+        if noise_std is not None and noise_std < 0:
+            raise ValueError(
+                f"DeterministicGenerator(noise_std={noise_std!r}) is not valid; use a value >= 0 "
+                "or None for noiseless data."
+            )
+        self.prior = prior
+        self.function = function
+        self.input_dim = input_dim
+        self.noise_std = noise_std
+        self.x_distribution = x_distribution
+        self._call = _Vectorised(function, type(self).__name__)
+
+    def generate_batch(self, batch_size: int, seq_len: int) -> tuple[Tensor, Tensor]:
+        params = _sample_params(self.prior, batch_size)
+        x = _sample_x(self.x_distribution, batch_size, seq_len, self.input_dim)
+        y = self._call(x, params)
+        if y.ndim == 3 and y.shape[-1] == 1:
+            y = y.squeeze(-1)
+        y = y.float()
+        if self.noise_std:
+            y = y + self.noise_std * torch.randn_like(y)
+        return x, y
+
+
+class BayesianGenerator(DataGenerator):
+    """theta ~ prior, x ~ x_distribution, y ~ likelihood(theta, x)."""
+
+    def __init__(self, prior: Prior, likelihood: Likelihood, x_distribution: Any = None) -> None:
+        if not isinstance(likelihood, Likelihood):
+            raise TypeError(
+                f"BayesianGenerator(likelihood={likelihood!r}) is not valid; pass a "
+                "pfn_transformers.bayes.Likelihood."
+            )
+        self.prior = prior
+        self.likelihood = likelihood
+        self.input_dim = likelihood.input_dim
+        self.x_distribution = x_distribution
+        self._params = _Vectorised(_tensor_outputs(likelihood.parameterizer), type(self).__name__)
+
+    def generate_batch(self, batch_size: int, seq_len: int) -> tuple[Tensor, Tensor]:
+        theta = _sample_params(self.prior, batch_size)
+        x = _sample_x(self.x_distribution, batch_size, seq_len, self.input_dim)
+        y, discrete = _sample_y(self.likelihood, self._params(theta, x))
+        if discrete:
+            self.target_type = "discrete"
+        return x, y
+
+
+class UnsupervisedBayesian(DataGenerator):
+    """theta ~ prior, y_1..y_S ~ likelihood(theta); the parameterizer gets a dummy x [seq, 1]."""
+
+    def __init__(self, prior: Prior, likelihood: Likelihood) -> None:
+        if not isinstance(likelihood, Likelihood):
+            raise TypeError(
+                f"UnsupervisedBayesian(likelihood={likelihood!r}) is not valid; pass a "
+                "pfn_transformers.bayes.Likelihood."
+            )
+        self.prior = prior
+        self.likelihood = likelihood
+        self.input_dim = None
+        self._dummy_dim = likelihood.input_dim
+        self._params = _Vectorised(_tensor_outputs(likelihood.parameterizer), type(self).__name__)
+
+    def generate_batch(self, batch_size: int, seq_len: int) -> tuple[None, Tensor]:
+        theta = _sample_params(self.prior, batch_size)
+        dummy = torch.zeros(batch_size, seq_len, self._dummy_dim)
+        y, discrete = _sample_y(self.likelihood, self._params(theta, dummy))
+        if discrete:
+            self.target_type = "discrete"
+        return None, y
+
+
+class DatasetGenerator(DataGenerator):
+    """Sequences drawn from a fixed dataset: random rows, or consecutive windows."""
+
+    def __init__(self, x_data: Tensor, y_data: Tensor, sequential: bool = False) -> None:
+        x_data, y_data = torch.as_tensor(x_data), torch.as_tensor(y_data)
+        if x_data.ndim == 1:
+            x_data = x_data.unsqueeze(-1)
+        if x_data.ndim != 2:
+            raise ValueError(f"x_data has shape {tuple(x_data.shape)}; expected [N, input_dim].")
+        if y_data.ndim != 1 or y_data.shape[0] != x_data.shape[0]:
+            raise ValueError(
+                f"y_data has shape {tuple(y_data.shape)}; expected [N] with N={x_data.shape[0]} "
+                "rows like x_data."
+            )
+        if x_data.shape[0] == 0:
+            raise ValueError("DatasetGenerator got an empty dataset (N=0).")
+        self.x_data = x_data.float()
+        self.sequential = sequential
+        self.input_dim = x_data.shape[1]
+        if y_data.is_floating_point():
+            self.y_data = y_data.float()
+        else:
+            self.y_data = y_data.long()
+            self.target_type = "discrete"
+            self.num_classes = int(self.y_data.max()) + 1
+
+    def generate_batch(self, batch_size: int, seq_len: int) -> tuple[Tensor, Tensor]:
+        n = self.x_data.shape[0]
+        if self.sequential:
+            if seq_len > n:
+                raise PriorShapeError(
+                    f"DatasetGenerator(sequential=True) cannot cut windows of seq_len={seq_len} "
+                    f"from {n} rows; use seq_len <= {n} or sequential=False."
+                )
+            starts = torch.randint(0, n - seq_len + 1, (batch_size, 1))
+            idx = starts + torch.arange(seq_len)
+        else:
+            idx = torch.randint(0, n, (batch_size, seq_len))
+        return self.x_data[idx], self.y_data[idx]
+
+
+def sample_batch(
+    data_generator: DataGenerator, batch_size: int, seq_len: int
+) -> tuple[Tensor | None, Tensor]:
+    """``(x [B, S, D] or None, y [B, S])`` from any generator, through its vectorised path."""
+    for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
+        if not isinstance(value, int) or value <= 0:
+            raise ValueError(
+                f"sample_batch({name}={value!r}) is not valid; it must be a positive int."
+            )
+    if not isinstance(data_generator, DataGenerator):
+        raise TypeError(
+            f"sample_batch got {type(data_generator).__name__}; pass a pfn_transformers data "
+            "generator (a DataGenerator subclass)."
+        )
+    x, y = data_generator.generate_batch(batch_size, seq_len)
+    data_generator.check_batch(x, y, batch_size, seq_len)
+    return x, y

@@ -1,0 +1,1 @@
+"""Model: configs, the hookable PFN transformer, masks and the bar distribution."""

@@ -1,0 +1,141 @@
+"""Transformer building blocks with TransformerLens names, weight layouts and hook points.
+
+Weights follow TransformerLens (``W_Q`` is ``[n_heads, d_model, d_head]``, ``W_O`` is
+``[n_heads, d_head, d_model]``), so TL's analysis code reads them unchanged. Attention runs
+through ``scaled_dot_product_attention`` unless something hooks the explicit scores or
+pattern; both paths compute the same function.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformer_lens.hook_points import HookPoint
+
+from .configs import BaseModelConfig
+
+_ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "silu": F.silu}
+
+
+class LayerNorm(nn.Module):
+    """Pre-norm LayerNorm (TL names ``w``, ``b``, ``hook_normalized``)."""
+
+    def __init__(self, d_model: int, eps: float) -> None:
+        super().__init__()
+        self.eps = eps
+        self.w = nn.Parameter(torch.ones(d_model))
+        self.b = nn.Parameter(torch.zeros(d_model))
+        self.hook_normalized = HookPoint()
+
+    def forward(self, x: Tensor) -> Tensor:
+        return self.hook_normalized(F.layer_norm(x, self.w.shape, self.w, self.b, self.eps))
+
+
+class Attention(nn.Module):
+    """Multi-head attention over a boolean mask (True = may attend)."""
+
+    def __init__(self, cfg: BaseModelConfig) -> None:
+        super().__init__()
+        h, d, dh = cfg.n_heads, cfg.d_model, cfg.d_head
+        self.n_heads, self.d_head = h, dh
+        self.W_Q = nn.Parameter(torch.empty(h, d, dh))
+        self.W_K = nn.Parameter(torch.empty(h, d, dh))
+        self.W_V = nn.Parameter(torch.empty(h, d, dh))
+        self.W_O = nn.Parameter(torch.empty(h, dh, d))
+        self.b_Q = nn.Parameter(torch.zeros(h, dh))
+        self.b_K = nn.Parameter(torch.zeros(h, dh))
+        self.b_V = nn.Parameter(torch.zeros(h, dh))
+        self.b_O = nn.Parameter(torch.zeros(d))
+        for w in (self.W_Q, self.W_K, self.W_V, self.W_O):
+            nn.init.normal_(w, std=cfg.init_range)
+        # Shapes as in TransformerLens: q/k/v/z [batch, pos, head, d_head],
+        # scores/pattern [batch, head, query_pos, key_pos].
+        self.hook_q = HookPoint()
+        self.hook_k = HookPoint()
+        self.hook_v = HookPoint()
+        self.hook_z = HookPoint()
+        self.hook_attn_scores = HookPoint()
+        self.hook_pattern = HookPoint()
+        self.force_explicit = False
+
+    def needs_explicit_path(self, x: Tensor) -> bool:
+        """Explicit scores/pattern when hooked or forced, and for bf16 autocast on CPU.
+
+        On CPU under bf16 autocast, matmul + softmax (AMX matmuls) trains about 1.8x faster
+        than the CPU flash-attention kernel, whose backward dominates the step
+        (``make bench``); elsewhere SDPA is the fast path.
+        """
+        if (
+            self.force_explicit
+            or self.hook_attn_scores.has_hooks()
+            or self.hook_pattern.has_hooks()
+        ):
+            return True
+        return x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+
+    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+        b, t, d = x.shape
+        h, dh = self.n_heads, self.d_head
+        # One fused projection: [d, 3*h*dh] built from the TL-layout weights.
+        w_qkv = torch.cat([self.W_Q, self.W_K, self.W_V], dim=0).permute(1, 0, 2).reshape(d, -1)
+        b_qkv = torch.cat([self.b_Q, self.b_K, self.b_V], dim=0).reshape(-1)
+        qkv = torch.addmm(b_qkv, x.reshape(b * t, d), w_qkv).view(b, t, 3, h, dh)
+        q = self.hook_q(qkv[:, :, 0])
+        k = self.hook_k(qkv[:, :, 1])
+        v = self.hook_v(qkv[:, :, 2])
+        q, k, v = (z.transpose(1, 2) for z in (q, k, v))  # [b, h, t, dh]
+        if self.needs_explicit_path(x):
+            scores = (q @ k.transpose(-1, -2)) / math.sqrt(dh)
+            scores = self.hook_attn_scores(scores.masked_fill(~mask, float("-inf")))
+            pattern = self.hook_pattern(torch.softmax(scores, dim=-1))
+            z = pattern.to(v.dtype) @ v
+        else:
+            z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+        z = self.hook_z(z.transpose(1, 2))  # [b, t, h, dh]
+        w_o = self.W_O.reshape(h * dh, d)
+        return torch.addmm(self.b_O, z.reshape(b * t, h * dh), w_o).view(b, t, d)
+
+
+class MLP(nn.Module):
+    """Two-layer MLP (TL names ``W_in``, ``W_out``, ``hook_pre``, ``hook_post``)."""
+
+    def __init__(self, cfg: BaseModelConfig) -> None:
+        super().__init__()
+        self.W_in = nn.Parameter(torch.empty(cfg.d_model, cfg.d_mlp))
+        self.b_in = nn.Parameter(torch.zeros(cfg.d_mlp))
+        self.W_out = nn.Parameter(torch.empty(cfg.d_mlp, cfg.d_model))
+        self.b_out = nn.Parameter(torch.zeros(cfg.d_model))
+        nn.init.normal_(self.W_in, std=cfg.init_range)
+        nn.init.normal_(self.W_out, std=cfg.init_range)
+        self.act = _ACTIVATIONS[cfg.act_fn]
+        self.hook_pre = HookPoint()
+        self.hook_post = HookPoint()
+
+    def forward(self, x: Tensor) -> Tensor:
+        pre = self.hook_pre(torch.addmm(self.b_in, x.flatten(0, -2), self.W_in))
+        post = self.hook_post(self.act(pre))
+        return torch.addmm(self.b_out, post, self.W_out).view_as(x)
+
+
+class TransformerBlock(nn.Module):
+    """Pre-LN block with TL's residual-stream hook points."""
+
+    def __init__(self, cfg: BaseModelConfig) -> None:
+        super().__init__()
+        self.ln1 = LayerNorm(cfg.d_model, cfg.layer_norm_eps)
+        self.attn = Attention(cfg)
+        self.ln2 = LayerNorm(cfg.d_model, cfg.layer_norm_eps)
+        self.mlp = MLP(cfg)
+        self.hook_resid_pre = HookPoint()
+        self.hook_attn_out = HookPoint()
+        self.hook_resid_mid = HookPoint()
+        self.hook_mlp_out = HookPoint()
+        self.hook_resid_post = HookPoint()
+
+    def forward(self, resid: Tensor, mask: Tensor) -> Tensor:
+        resid = self.hook_resid_pre(resid)
+        resid = self.hook_resid_mid(resid + self.hook_attn_out(self.attn(self.ln1(resid), mask)))
+        return self.hook_resid_post(resid + self.hook_mlp_out(self.mlp(self.ln2(resid))))

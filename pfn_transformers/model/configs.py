@@ -1,0 +1,265 @@
+"""Model configurations: the spec's RegressionConfig, ClassificationConfig, UnsupervisedConfig.
+
+Fields the spec's examples omit are derived (``d_head``, ``d_mlp``, ``act_fn``, context
+length), so every documented call works as written. Configs round-trip through plain
+dicts (``to_dict`` / ``config_from_dict``) for checkpoints and Hydra.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any, ClassVar
+
+import torch
+
+PREDICTION_TYPES = ("distribution", "point")
+BUCKET_TYPES = ("uniform", "riemann", None)
+BUCKET_SUPPORTS = ("unbounded", "bounded")
+MASK_TYPES = ("autoregressive-pfn", "gpt2")
+INPUT_TYPES = ("discrete", "continuous")
+ACT_FNS = ("gelu", "relu", "silu")
+
+
+class ConfigError(ValueError):
+    """A configuration value is invalid; the message names field, value and what is valid."""
+
+
+def _check_choice(cls_name: str, name: str, value: Any, valid: tuple) -> None:
+    if value not in valid:
+        raise ConfigError(f"{cls_name}.{name}={value!r} is not valid; choose one of {list(valid)}.")
+
+
+def _check_positive(cls_name: str, name: str, value: Any) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+        raise ConfigError(f"{cls_name}.{name}={value!r} is not valid; it must be a positive int.")
+
+
+@dataclass
+class BaseModelConfig:
+    """Transformer shape shared by every PFN kind.
+
+    ``n_ctx`` is the most tokens a positional embedding can index; it is only needed when
+    ``positional_embedding=True`` (exchangeable priors do not need positions) and then
+    defaults to 2048.
+    """
+
+    kind: ClassVar[str] = "base"
+
+    d_model: int = 128
+    n_layers: int = 4
+    n_heads: int = 4
+    d_head: int | None = None
+    d_mlp: int | None = None
+    act_fn: str = "gelu"
+    mask_type: str = "autoregressive-pfn"
+    positional_embedding: bool = False
+    n_ctx: int | None = None
+    init_range: float = 0.02
+    layer_norm_eps: float = 1e-5
+
+    def __post_init__(self) -> None:
+        name = type(self).__name__
+        for f in ("d_model", "n_layers", "n_heads"):
+            _check_positive(name, f, getattr(self, f))
+        if self.d_head is None:
+            if self.d_model % self.n_heads:
+                raise ConfigError(
+                    f"{name}.d_model={self.d_model} is not divisible by n_heads={self.n_heads}; "
+                    "set d_head explicitly or choose n_heads dividing d_model."
+                )
+            self.d_head = self.d_model // self.n_heads
+        _check_positive(name, "d_head", self.d_head)
+        if self.d_mlp is None:
+            self.d_mlp = 4 * self.d_model
+        _check_positive(name, "d_mlp", self.d_mlp)
+        _check_choice(name, "act_fn", self.act_fn, ACT_FNS)
+        _check_choice(name, "mask_type", self.mask_type, MASK_TYPES)
+        if self.positional_embedding and self.n_ctx is None:
+            self.n_ctx = 2048
+        if self.n_ctx is not None:
+            _check_positive(name, "n_ctx", self.n_ctx)
+
+    # ------------------------------------------------------------------ dict round trip
+    def to_dict(self) -> dict[str, Any]:
+        """Plain-data view (tensors become lists) with a ``kind`` tag for reconstruction."""
+        out: dict[str, Any] = {"kind": self.kind}
+        for f in dataclasses.fields(self):
+            value = getattr(self, f.name)
+            if isinstance(value, torch.Tensor):
+                value = value.detach().cpu().tolist()
+            out[f.name] = value
+        return out
+
+
+@dataclass
+class RegressionConfig(BaseModelConfig):
+    """Supervised regression PFN: x [input_dim] -> predictive over scalar y."""
+
+    kind: ClassVar[str] = "regression"
+
+    input_dim: int = 1
+    prediction_type: str = "distribution"
+    bucket_type: str | None = "uniform"
+    bucket_support: str = "unbounded"
+    d_vocab: int | None = 100
+    y_min: float = -5.0
+    y_max: float = 5.0
+    riemann_borders: Any = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        _check_positive(type(self).__name__, "input_dim", self.input_dim)
+        _validate_continuous_head(self)
+
+
+@dataclass
+class ClassificationConfig(BaseModelConfig):
+    """Supervised classification PFN: x [input_dim] -> categorical over num_classes."""
+
+    kind: ClassVar[str] = "classification"
+
+    input_dim: int = 1
+    num_classes: int = 2
+    prediction_type: str = "distribution"
+    d_vocab: int | None = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        name = type(self).__name__
+        _check_positive(name, "input_dim", self.input_dim)
+        _check_positive(name, "num_classes", self.num_classes)
+        if self.prediction_type != "distribution":
+            raise ConfigError(
+                f"{name}.prediction_type={self.prediction_type!r} is not valid; classification "
+                "predicts a distribution over classes, so it must be 'distribution'."
+            )
+        if self.d_vocab is None:
+            self.d_vocab = self.num_classes
+        elif self.d_vocab != self.num_classes:
+            raise ConfigError(
+                f"{name}.d_vocab={self.d_vocab!r} disagrees with num_classes={self.num_classes}; "
+                "leave d_vocab unset (it is derived from num_classes)."
+            )
+
+
+@dataclass
+class UnsupervisedConfig(BaseModelConfig):
+    """Next-token PFN over a sequence y (no x): discrete tokens or continuous values.
+
+    Output i is the predictive of y_i given y_<i (a learned start token makes position 0 the
+    prior predictive), so it lines up with the supervised models' per-position predictions.
+    """
+
+    kind: ClassVar[str] = "unsupervised"
+
+    mask_type: str = "gpt2"
+    input_type: str = "discrete"
+    prediction_type: str = "distribution"
+    d_vocab: int | None = None
+    bucket_type: str | None = "uniform"
+    bucket_support: str = "unbounded"
+    y_min: float = -5.0
+    y_max: float = 5.0
+    riemann_borders: Any = None
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        name = type(self).__name__
+        if self.mask_type != "gpt2":
+            raise ConfigError(
+                f"{name}.mask_type={self.mask_type!r} is not valid; unsupervised PFNs must use "
+                "'gpt2' (there are no query tokens to separate from observations)."
+            )
+        _check_choice(name, "input_type", self.input_type, INPUT_TYPES)
+        if self.input_type == "discrete":
+            if self.prediction_type != "distribution":
+                raise ConfigError(
+                    f"{name}.prediction_type={self.prediction_type!r} is not valid with "
+                    "input_type='discrete'; discrete tokens need 'distribution'."
+                )
+            if self.d_vocab is None:
+                raise ConfigError(
+                    f"{name}.d_vocab=None is not valid with input_type='discrete'; "
+                    "set d_vocab to the number of distinct tokens."
+                )
+            _check_positive(name, "d_vocab", self.d_vocab)
+        else:
+            _validate_continuous_head(self)
+
+
+def _validate_continuous_head(cfg: RegressionConfig | UnsupervisedConfig) -> None:
+    """Validate prediction/bucket fields of a head that predicts a real-valued y."""
+    name = type(cfg).__name__
+    _check_choice(name, "prediction_type", cfg.prediction_type, PREDICTION_TYPES)
+    if cfg.prediction_type == "point":
+        return
+    _check_choice(name, "bucket_type", cfg.bucket_type, ("uniform", "riemann"))
+    _check_choice(name, "bucket_support", cfg.bucket_support, BUCKET_SUPPORTS)
+    if cfg.bucket_type == "riemann":
+        if cfg.riemann_borders is None:
+            raise ConfigError(
+                f"{name}.riemann_borders=None is not valid with bucket_type='riemann'; pass "
+                "borders from estimate_riemann_borders(samples, num_buckets)."
+            )
+        borders = torch.as_tensor(cfg.riemann_borders, dtype=torch.float32)
+        if borders.ndim != 1 or borders.numel() < 3 or not bool((borders.diff() > 0).all()):
+            raise ConfigError(
+                f"{name}.riemann_borders (shape {tuple(borders.shape)}) is not valid; it must be "
+                "a strictly increasing 1-D sequence of at least 3 borders."
+            )
+        n_buckets = borders.numel() - 1
+        if cfg.d_vocab is None:
+            cfg.d_vocab = n_buckets
+        elif cfg.d_vocab != n_buckets:
+            raise ConfigError(
+                f"{name}.d_vocab={cfg.d_vocab} disagrees with riemann_borders, which define "
+                f"{n_buckets} buckets; set d_vocab={n_buckets} or leave it unset."
+            )
+    else:
+        if cfg.d_vocab is None:
+            cfg.d_vocab = 100
+        if not isinstance(cfg.d_vocab, int) or cfg.d_vocab < 2:
+            raise ConfigError(
+                f"{name}.d_vocab={cfg.d_vocab!r} is not valid; it must be an int >= 2."
+            )
+        if not cfg.y_min < cfg.y_max:
+            raise ConfigError(
+                f"{name}.y_min={cfg.y_min!r}, y_max={cfg.y_max!r} are not valid; y_min must be "
+                "below y_max."
+            )
+
+
+ModelConfig = RegressionConfig | ClassificationConfig | UnsupervisedConfig
+CONFIG_CLASSES: dict[str, type] = {
+    c.kind: c for c in (RegressionConfig, ClassificationConfig, UnsupervisedConfig)
+}
+
+
+def config_from_dict(data: dict[str, Any]) -> ModelConfig:
+    """Rebuild a model config from ``to_dict`` output (the ``kind`` key picks the class)."""
+    data = dict(data)
+    kind = data.pop("kind", None)
+    if kind not in CONFIG_CLASSES:
+        raise ConfigError(
+            f"model config kind={kind!r} is not valid; choose one of {list(CONFIG_CLASSES)}."
+        )
+    cls = CONFIG_CLASSES[kind]
+    known = {f.name for f in dataclasses.fields(cls)}
+    unknown = sorted(set(data) - known)
+    if unknown:
+        raise ConfigError(
+            f"{cls.__name__} got unknown fields {unknown}; valid fields are {sorted(known)}."
+        )
+    return cls(**data)
+
+
+__all__ = [
+    "BaseModelConfig",
+    "ClassificationConfig",
+    "ConfigError",
+    "ModelConfig",
+    "RegressionConfig",
+    "UnsupervisedConfig",
+    "config_from_dict",
+]

@@ -1,0 +1,331 @@
+"""The PFN: a TransformerLens ``HookedRootModule`` for supervised and unsupervised priors.
+
+Output position i is always the predictive for y_i: given x_i and (x_<i, y_<i) when
+supervised, given y_<i when unsupervised (position 0 is the prior predictive). The token
+layouts and masks that guarantee this live in ``masks.py``.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import Tensor, nn
+from transformer_lens import HookedRootModule
+from transformer_lens.hook_points import HookPoint
+
+from .bucketizer import Bucketizer
+from .components import LayerNorm, TransformerBlock
+from .configs import (
+    ClassificationConfig,
+    ConfigError,
+    ModelConfig,
+    RegressionConfig,
+    UnsupervisedConfig,
+)
+from .masks import causal_mask, interleaved_mask, pfn_mask
+
+
+class PFNModel(HookedRootModule):
+    """Prior-Fitted Network with TransformerLens hook names (see ``PFN`` for the factory)."""
+
+    def __init__(self, config: ModelConfig) -> None:
+        super().__init__()
+        if not isinstance(config, RegressionConfig | ClassificationConfig | UnsupervisedConfig):
+            raise ConfigError(
+                f"PFN(config) got {type(config).__name__}; pass a RegressionConfig, "
+                "ClassificationConfig or UnsupervisedConfig."
+            )
+        self.config = config
+        self.cfg = config  # TransformerLens convention
+        d = config.d_model
+        self.supervised = not isinstance(config, UnsupervisedConfig)
+        self.discrete_y = isinstance(config, ClassificationConfig) or (
+            isinstance(config, UnsupervisedConfig) and config.input_type == "discrete"
+        )
+        self.bucketizer: Bucketizer | None = None
+        if not self.discrete_y and config.prediction_type == "distribution":
+            self.bucketizer = Bucketizer.from_config(config)
+        d_out = 1 if config.prediction_type == "point" else config.d_vocab
+
+        init = config.init_range
+        self.start_token = nn.Parameter(torch.randn(d) * init)
+        if self.supervised:
+            self.W_x = nn.Parameter(torch.randn(config.input_dim, d) * init)
+            self.b_x = nn.Parameter(torch.zeros(d))
+            self.token_type = nn.Parameter(torch.randn(2, d) * init)  # 0 = query, 1 = pair
+        if self.discrete_y:
+            self.W_y = nn.Parameter(torch.randn(config.d_vocab, d) * init)
+        else:
+            self.W_y = nn.Parameter(torch.randn(1, d) * init)
+            self.b_y = nn.Parameter(torch.zeros(d))
+        if config.positional_embedding:
+            self.W_pos = nn.Parameter(torch.randn(config.n_ctx, d) * init)
+            self.hook_pos_embed = HookPoint()
+        self.hook_embed = HookPoint()
+        self.blocks = nn.ModuleList(TransformerBlock(config) for _ in range(config.n_layers))
+        self.ln_final = LayerNorm(d, config.layer_norm_eps)
+        self.W_U = nn.Parameter(torch.randn(d, d_out) * init)
+        self.b_U = nn.Parameter(torch.zeros(d_out))
+        self.setup()
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def device(self) -> torch.device:
+        """Current device, read from the parameters (never stale after ``.to()``)."""
+        return self.W_U.device
+
+    def set_attention_path(self, path: str) -> None:
+        """``"auto"`` (SDPA unless scores/pattern are hooked) or ``"explicit"`` (always)."""
+        if path not in ("auto", "explicit"):
+            raise ValueError(f"attention path={path!r} is not valid; choose 'auto' or 'explicit'.")
+        for block in self.blocks:
+            block.attn.force_explicit = path == "explicit"
+
+    # ------------------------------------------------------------------ embedding
+    def _embed_y(self, y: Tensor) -> Tensor:
+        if self.discrete_y:
+            return F.embedding(y, self.W_y)
+        return y.unsqueeze(-1).to(self.W_y.dtype) * self.W_y + self.b_y
+
+    def _embed_x(self, x: Tensor) -> Tensor:
+        return x.to(self.W_x.dtype) @ self.W_x + self.b_x
+
+    def _start(self, batch: int) -> Tensor:
+        return self.start_token.expand(batch, 1, -1)
+
+    def _run(self, tokens: Tensor, mask: Tensor) -> Tensor:
+        """Blocks + final LayerNorm + unembedding over the whole token sequence."""
+        if self.config.positional_embedding:
+            t = tokens.shape[1]
+            if t > self.config.n_ctx:
+                raise ValueError(
+                    f"sequence needs {t} tokens but n_ctx={self.config.n_ctx}; raise n_ctx in "
+                    "the model config."
+                )
+            tokens = tokens + self.hook_pos_embed(self.W_pos[:t])
+        resid = self.hook_embed(tokens)
+        for block in self.blocks:
+            resid = block(resid, mask)
+        return self.ln_final(resid)
+
+    def _unembed(self, resid: Tensor) -> Tensor:
+        return resid @ self.W_U + self.b_U
+
+    # ------------------------------------------------------------------ validation
+    def _check_inputs(self, x: Tensor | None, y: Tensor) -> Tensor:
+        name = type(self.config).__name__
+        if self.supervised:
+            if x is None or x.ndim != 3 or x.shape[-1] != self.config.input_dim:
+                got = None if x is None else tuple(x.shape)
+                raise ValueError(
+                    f"x has shape {got}; this {name} model expects [batch, seq, input_dim="
+                    f"{self.config.input_dim}]."
+                )
+            if y.shape != x.shape[:2]:
+                raise ValueError(
+                    f"y has shape {tuple(y.shape)}; expected [batch, seq] = {tuple(x.shape[:2])} "
+                    "to match x."
+                )
+        elif y.ndim != 2:
+            raise ValueError(f"y has shape {tuple(y.shape)}; expected [batch, seq].")
+        if self.discrete_y:
+            if y.is_floating_point():
+                raise ValueError(
+                    f"y has dtype {y.dtype}; a discrete {name} model expects integer class/token "
+                    "ids (torch.long)."
+                )
+            return y.long()
+        return y
+
+    # ------------------------------------------------------------------ forward
+    def forward(self, x_or_y: Tensor, y: Tensor | None = None) -> Tensor:
+        """``model(x, y)`` (supervised) or ``model(y)`` (unsupervised) -> logits [B, S, out].
+
+        Output i is the prediction for y_i; it never depends on y_i or on anything later.
+        """
+        if not self.supervised:
+            if y is not None:
+                raise ValueError(
+                    "unsupervised model called as model(x, y); call model(y) with y [batch, seq]."
+                )
+            return self._forward_unsupervised(x_or_y)
+        if y is None:
+            raise ValueError("supervised model called with one tensor; call model(x, y).")
+        x = x_or_y
+        y = self._check_inputs(x, y)
+        b, s = y.shape
+        ex = self._embed_x(x)
+        queries = ex + self.token_type[0]
+        pairs = ex + self._embed_y(y) + self.token_type[1]
+        if self.config.mask_type == "autoregressive-pfn":
+            tokens = torch.cat([self._start(b), pairs, queries], dim=1)
+            mask = pfn_mask(s, s, queries_see_all=False, device=tokens.device)
+            resid = self._run(tokens, mask)[:, 1 + s :]
+        else:
+            inter = torch.stack([queries, pairs], dim=2).reshape(b, 2 * s, -1)
+            tokens = torch.cat([self._start(b), inter], dim=1)
+            resid = self._run(tokens, interleaved_mask(s, 0, device=tokens.device))[:, 1::2]
+        return self._unembed(resid)
+
+    def _forward_unsupervised(self, y: Tensor) -> Tensor:
+        y = self._check_inputs(None, y)
+        b, s = y.shape
+        tokens = torch.cat([self._start(b), self._embed_y(y[:, :-1])], dim=1)
+        return self._unembed(self._run(tokens, causal_mask(s, device=tokens.device)))
+
+    @torch.no_grad()
+    def predict(self, x_context: Tensor, y_context: Tensor, x_query: Tensor) -> Tensor:
+        """Logits [B, M, out] for M query points, each seeing the whole context and itself.
+
+        Queries never see each other, so one call scores any number of test points.
+        """
+        if not self.supervised:
+            raise ValueError("predict() is for supervised models; use model(y) or generate().")
+        y_context = self._check_inputs(x_context, y_context)
+        if x_query.ndim != 3 or x_query.shape[0] != x_context.shape[0]:
+            raise ValueError(
+                f"x_query has shape {tuple(x_query.shape)}; expected [batch={x_context.shape[0]}, "
+                f"num_queries, input_dim={self.config.input_dim}]."
+            )
+        b, n = y_context.shape
+        m = x_query.shape[1]
+        ex = self._embed_x(x_context)
+        pairs = ex + self._embed_y(y_context) + self.token_type[1]
+        queries = self._embed_x(x_query) + self.token_type[0]
+        if self.config.mask_type == "autoregressive-pfn":
+            tokens = torch.cat([self._start(b), pairs, queries], dim=1)
+            mask = pfn_mask(n, m, queries_see_all=True, device=tokens.device)
+            resid = self._run(tokens, mask)[:, 1 + n :]
+        else:
+            ctx_queries = ex + self.token_type[0]
+            inter = torch.stack([ctx_queries, pairs], dim=2).reshape(b, 2 * n, -1)
+            tokens = torch.cat([self._start(b), inter, queries], dim=1)
+            resid = self._run(tokens, interleaved_mask(n, m, device=tokens.device))[:, 1 + 2 * n :]
+        return self._unembed(resid)
+
+    # ------------------------------------------------------------------ heads
+    def loss(self, logits: Tensor, y: Tensor) -> Tensor:
+        """Per-position training loss [B, S]: NLL for distributions, squared error for points."""
+        if self.config.prediction_type == "point":
+            return (logits[..., 0] - y.to(logits.dtype)) ** 2
+        return -self.log_prob(logits, y)
+
+    def log_prob(self, logits: Tensor, y: Tensor) -> Tensor:
+        """Log predictive density (continuous) or mass (discrete) of y [B, S] under logits."""
+        if self.discrete_y:
+            logp = torch.log_softmax(logits.float(), dim=-1)
+            return logp.gather(-1, y.long().unsqueeze(-1)).squeeze(-1)
+        if self.bucketizer is None:
+            raise ValueError(
+                "log_prob is undefined for prediction_type='point'; point heads predict a value, "
+                "not a density."
+            )
+        return self.bucketizer.log_prob(logits.float(), y.float())
+
+    def point_prediction(self, logits: Tensor) -> Tensor:
+        """Predictive mean (bar / point heads) or most likely class (discrete heads)."""
+        if self.discrete_y:
+            return logits.argmax(dim=-1)
+        if self.bucketizer is None:
+            return logits[..., 0]
+        return self.bucketizer.mean(logits.float())
+
+    def get_y_values(self, bucket_indices: Tensor) -> Tensor:
+        """Representative y value of each bucket index (bar-distribution heads)."""
+        if self.bucketizer is None:
+            raise ValueError(
+                "get_y_values needs a bar-distribution head (prediction_type='distribution')."
+            )
+        return self.bucketizer.get_y_values(bucket_indices)
+
+    def sample_from_logits(self, logits: Tensor, temperature: float = 1.0) -> Tensor:
+        """One draw per position from the predictive the logits describe."""
+        if temperature <= 0:
+            raise ValueError(f"temperature={temperature!r} is not valid; it must be > 0.")
+        if self.discrete_y:
+            probs = torch.softmax(logits.float() / temperature, dim=-1)
+            return torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1).view(logits.shape[:-1])
+        if self.bucketizer is None:
+            return logits[..., 0]
+        return self.bucketizer.sample(logits.float(), temperature=temperature)
+
+    # ------------------------------------------------------------------ sampling
+    @torch.no_grad()
+    def generate(self, *args, **kwargs) -> Tensor:
+        """Autoregressive sampling.
+
+        Unsupervised: ``generate(num_samples, seq_len, temperature=1.0, prefix=None)`` ->
+        [num_samples, seq_len] rollouts. Supervised: same as
+        ``sample_posterior_predictive(x_context, y_context, x_query, num_samples, temperature)``
+        with joint (autoregressive) draws over the queries.
+        """
+        if self.supervised:
+            return self.sample_posterior_predictive(*args, **kwargs)
+        return self._rollout(*args, **kwargs)
+
+    def _rollout(
+        self,
+        num_samples: int = 1,
+        seq_len: int = 32,
+        temperature: float = 1.0,
+        prefix: Tensor | None = None,
+    ) -> Tensor:
+        dtype = torch.long if self.discrete_y else torch.float32
+        if prefix is None:
+            y = torch.zeros(num_samples, 0, dtype=dtype, device=self.device)
+        else:
+            prefix = prefix.to(self.device)
+            y = prefix.unsqueeze(0).expand(num_samples, -1) if prefix.ndim == 1 else prefix
+            if y.shape[0] != num_samples:
+                raise ValueError(
+                    f"prefix has batch {y.shape[0]} but num_samples={num_samples}; pass a 1-D "
+                    "prefix or one row per sample."
+                )
+            y = y.to(dtype)
+        if y.shape[1] > seq_len:
+            raise ValueError(f"prefix length {y.shape[1]} exceeds seq_len={seq_len}.")
+        while y.shape[1] < seq_len:
+            padded = torch.cat([y, y.new_zeros(num_samples, 1)], dim=1)
+            logits = self._forward_unsupervised(padded)[:, -1]
+            step = self.sample_from_logits(logits, temperature).to(dtype)
+            y = torch.cat([y, step.unsqueeze(1)], dim=1)
+        return y
+
+    @torch.no_grad()
+    def sample_posterior_predictive(
+        self,
+        x_context: Tensor,
+        y_context: Tensor,
+        x_query: Tensor,
+        num_samples: int = 1,
+        temperature: float = 1.0,
+        autoregressive: bool = True,
+    ) -> Tensor:
+        """Samples [num_samples, B, M] of y at the query points given the context.
+
+        ``autoregressive=True`` draws the queries jointly (each draw joins the context of the
+        next, like a function drawn from the posterior); ``False`` draws each marginally.
+        """
+        if not self.supervised:
+            raise ValueError(
+                "sample_posterior_predictive is for supervised models; use generate()."
+            )
+        b, m = x_query.shape[0], x_query.shape[1]
+        rep = lambda t: t.repeat(num_samples, *([1] * (t.ndim - 1)))  # noqa: E731
+        xc, yc, xq = rep(x_context), rep(y_context), rep(x_query)
+        if not autoregressive:
+            draws = self.sample_from_logits(self.predict(xc, yc, xq), temperature)
+            return draws.view(num_samples, b, m)
+        out = []
+        for j in range(m):
+            q = xq[:, j : j + 1]
+            draw = self.sample_from_logits(self.predict(xc, yc, q), temperature)  # [n*b, 1]
+            out.append(draw[:, 0])
+            xc = torch.cat([xc, q], dim=1)
+            yc = torch.cat([yc, draw.to(yc.dtype)], dim=1)
+        return torch.stack(out, dim=1).view(num_samples, b, m)
+
+
+def PFN(config: ModelConfig) -> PFNModel:  # noqa: N802 - the spec names the factory PFN
+    """Build the PFN for a config (regression, classification or unsupervised)."""
+    return PFNModel(config)

@@ -1,0 +1,128 @@
+"""``TrainingConfig``: every field of the spec's table plus a few documented extras."""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import Any
+
+LR_SCHEDULES = ("cosine", "constant")
+PRECISIONS = ("auto", "fp32", "bf16")
+WANDB_MODES = (None, "online", "offline", "disabled")
+
+
+@dataclass
+class TrainingConfig:
+    """How to train. The extras beyond the spec:
+
+    seed: seeds model init and data (rank r of a DDP run uses seed + r for data).
+    lr_schedule: after warmup, "cosine" decays to ``min_lr_ratio * learning_rate``;
+        "constant" keeps it.
+    precision: "auto" = bf16 autocast where bf16 matmuls are native (CUDA with bf16, CPUs
+        with AMX), fp32 elsewhere; "bf16" forces autocast; "fp32" disables it.
+    progress_bar: Rich progress bar on rank 0.
+    metrics_path: JSONL file receiving one line per log step and per evaluation.
+    max_time_s: stop (and checkpoint) after this many seconds of training.
+    wandb_mode: "online" | "offline" | "disabled"; None reads WANDB_MODE (default online).
+    """
+
+    batch_size: int = 32
+    seq_len: int = 64
+    num_steps: int = 10000
+    learning_rate: float = 1e-4
+    weight_decay: float = 1e-5
+    use_warmup: bool = True
+    warmup_steps: int = 500
+    use_grad_clip: bool = True
+    grad_clip: float = 1.0
+    log_every: int = 100
+    save_checkpoint: bool = True
+    save_every: int = 1000
+    checkpoint_dir: str = "checkpoints"
+    eval_every: int | None = None
+    eval_batches: int = 10
+    device: str = "auto"
+    use_wandb: bool = False
+    wandb_project: str | None = None
+    wandb_entity: str | None = None
+    wandb_run_name: str | None = None
+    wandb_log_model: bool = True
+    wandb_tags: list[str] | None = None
+    wandb_notes: str | None = None
+    wandb_mode: str | None = None
+    seed: int = 0
+    lr_schedule: str = "cosine"
+    min_lr_ratio: float = 0.1
+    precision: str = "auto"
+    progress_bar: bool = True
+    metrics_path: str | None = None
+    max_time_s: float | None = None
+
+    def __post_init__(self) -> None:
+        for name in (
+            "batch_size",
+            "seq_len",
+            "num_steps",
+            "log_every",
+            "save_every",
+            "eval_batches",
+        ):
+            value = getattr(self, name)
+            if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
+                raise ValueError(
+                    f"TrainingConfig.{name}={value!r} is not valid; it must be a positive int."
+                )
+        if self.eval_every is not None and (
+            not isinstance(self.eval_every, int) or self.eval_every <= 0
+        ):
+            raise ValueError(
+                f"TrainingConfig.eval_every={self.eval_every!r} is not valid; use a positive int or None."
+            )
+        if not isinstance(self.warmup_steps, int) or self.warmup_steps < 0:
+            raise ValueError(
+                f"TrainingConfig.warmup_steps={self.warmup_steps!r} is not valid; it must be an int >= 0."
+            )
+        if not self.learning_rate > 0:
+            raise ValueError(
+                f"TrainingConfig.learning_rate={self.learning_rate!r} is not valid; it must be > 0."
+            )
+        if self.weight_decay < 0:
+            raise ValueError(
+                f"TrainingConfig.weight_decay={self.weight_decay!r} is not valid; it must be >= 0."
+            )
+        if self.use_grad_clip and not self.grad_clip > 0:
+            raise ValueError(
+                f"TrainingConfig.grad_clip={self.grad_clip!r} is not valid; it must be > 0."
+            )
+        if not 0.0 <= self.min_lr_ratio <= 1.0:
+            raise ValueError(
+                f"TrainingConfig.min_lr_ratio={self.min_lr_ratio!r} is not valid; use a value in [0, 1]."
+            )
+        if self.max_time_s is not None and not self.max_time_s > 0:
+            raise ValueError(
+                f"TrainingConfig.max_time_s={self.max_time_s!r} is not valid; use a value > 0 or None."
+            )
+        for name, value, valid in (
+            ("lr_schedule", self.lr_schedule, LR_SCHEDULES),
+            ("precision", self.precision, PRECISIONS),
+            ("wandb_mode", self.wandb_mode, WANDB_MODES),
+        ):
+            if value not in valid:
+                raise ValueError(
+                    f"TrainingConfig.{name}={value!r} is not valid; choose one of {list(valid)}."
+                )
+        if self.wandb_tags is not None:
+            self.wandb_tags = [str(t) for t in self.wandb_tags]
+
+    def to_dict(self) -> dict[str, Any]:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> TrainingConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(data) - known)
+        if unknown:
+            raise ValueError(
+                f"TrainingConfig got unknown fields {unknown}; valid fields are {sorted(known)}."
+            )
+        return cls(**data)
