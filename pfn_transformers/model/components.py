@@ -115,9 +115,10 @@ class MLP(nn.Module):
         self.hook_post = HookPoint()
 
     def forward(self, x: Tensor) -> Tensor:
-        pre = self.hook_pre(torch.addmm(self.b_in, x.flatten(0, -2), self.W_in))
-        post = self.hook_post(self.act(pre))
-        return torch.addmm(self.b_out, post, self.W_out).view_as(x)
+        lead = x.shape[:-1]
+        pre = torch.addmm(self.b_in, x.reshape(-1, x.shape[-1]), self.W_in)
+        post = self.hook_post(self.act(self.hook_pre(pre.view(*lead, -1))))
+        return torch.addmm(self.b_out, post.reshape(-1, post.shape[-1]), self.W_out).view_as(x)
 
 
 class TransformerBlock(nn.Module):

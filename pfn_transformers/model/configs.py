@@ -102,7 +102,7 @@ class RegressionConfig(BaseModelConfig):
     prediction_type: str = "distribution"
     bucket_type: str | None = "uniform"
     bucket_support: str = "unbounded"
-    d_vocab: int | None = 100
+    d_vocab: int | None = None  # buckets; derived: 100 (uniform) or len(riemann_borders) - 1
     y_min: float = -5.0
     y_max: float = 5.0
     riemann_borders: Any = None

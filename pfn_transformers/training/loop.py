@@ -34,7 +34,11 @@ class IncompatibleGeneratorError(ConfigError):
 
 
 def check_compatible(data_generator: DataGenerator, model_config: ModelConfig) -> None:
-    """Raise a one-paragraph error when generator and model cannot train together."""
+    """Raise a one-paragraph error when generator and model cannot train together.
+
+    Draws one tiny probe batch, so a prior whose samples have the wrong shape fails here,
+    before any training, with the generator's own shape error.
+    """
     gen = type(data_generator).__name__
     cfg = type(model_config).__name__
     unsupervised_model = isinstance(model_config, UnsupervisedConfig)
@@ -52,7 +56,9 @@ def check_compatible(data_generator: DataGenerator, model_config: ModelConfig) -
     discrete_model = isinstance(model_config, ClassificationConfig) or (
         unsupervised_model and model_config.input_type == "discrete"
     )
-    discrete_data = data_generator.target_type == "discrete"
+    with torch.random.fork_rng():  # a probe batch checks shapes and dtype without using the run's RNG
+        _, y_probe = sample_batch(data_generator, 2, 4)
+    discrete_data = data_generator.target_type == "discrete" or not y_probe.is_floating_point()
     if discrete_model and not discrete_data:
         raise IncompatibleGeneratorError(
             f"{cfg} predicts discrete classes/tokens but {gen} produces continuous y; use a "

@@ -1,0 +1,37 @@
+"""Errors raised by the W&B integration; each message says what to do next."""
+
+from __future__ import annotations
+
+
+class WandbUnavailableError(RuntimeError):
+    """W&B cannot be used as asked: missing credentials, unreachable server, bad mode."""
+
+
+class WandbLookupError(LookupError):
+    """A run or checkpoint could not be identified on W&B."""
+
+
+class RunNotFoundError(WandbLookupError):
+    """No W&B run with the given identifier."""
+
+
+class NoMatchingRunError(WandbLookupError):
+    """No run's config matches the requested filters."""
+
+
+class AmbiguousRunError(WandbLookupError):
+    """Several runs match where exactly one is needed."""
+
+
+class CheckpointNotFoundError(WandbLookupError):
+    """A run has no checkpoint artifact (at the requested step)."""
+
+
+__all__ = [
+    "AmbiguousRunError",
+    "CheckpointNotFoundError",
+    "NoMatchingRunError",
+    "RunNotFoundError",
+    "WandbLookupError",
+    "WandbUnavailableError",
+]

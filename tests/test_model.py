@@ -1,0 +1,232 @@
+"""The PFN transformer: causality, attention paths, TransformerLens hooks, predict, sampling."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from pfn_transformers import PFN, ClassificationConfig, RegressionConfig, UnsupervisedConfig
+from pfn_transformers.model.configs import ConfigError
+
+SMALL = {"d_model": 32, "n_layers": 2, "n_heads": 4}
+B, S, D = 3, 9, 2
+
+
+def supervised_configs():
+    for mask in ("autoregressive-pfn", "gpt2"):
+        yield RegressionConfig(**SMALL, input_dim=D, mask_type=mask)
+        yield RegressionConfig(**SMALL, input_dim=D, mask_type=mask, prediction_type="point")
+        yield RegressionConfig(**SMALL, input_dim=D, mask_type=mask, bucket_support="bounded")
+        yield ClassificationConfig(**SMALL, input_dim=D, num_classes=4, mask_type=mask)
+
+
+def unsupervised_configs():
+    yield UnsupervisedConfig(**SMALL, input_type="discrete", d_vocab=5)
+    yield UnsupervisedConfig(**SMALL, input_type="continuous", prediction_type="point")
+    yield UnsupervisedConfig(**SMALL, input_type="continuous", d_vocab=20)
+
+
+def batch_for(cfg):
+    x = torch.randn(B, S, D)
+    if isinstance(cfg, ClassificationConfig):
+        return x, torch.randint(0, cfg.num_classes, (B, S))
+    if isinstance(cfg, UnsupervisedConfig):
+        y = torch.randint(0, cfg.d_vocab, (B, S)) if cfg.input_type == "discrete" else torch.randn(B, S)
+        return None, y
+    return x, torch.randn(B, S)
+
+
+def perturb(y):
+    return (y + 1) % 4 if not y.is_floating_point() else y + 1.5
+
+
+@pytest.mark.parametrize("cfg", list(supervised_configs()), ids=lambda c: f"{c.kind}-{c.mask_type}-{c.prediction_type}")
+def test_supervised_prediction_i_never_sees_y_i_or_later(cfg):
+    torch.manual_seed(0)
+    model = PFN(cfg).eval()
+    x, y = batch_for(cfg)
+    base = model(x, y)
+    assert base.shape == (B, S, 1 if cfg.prediction_type == "point" else cfg.d_vocab)
+    for i in range(S - 1):
+        x2, y2 = x.clone(), y.clone()
+        y2[:, i] = perturb(y2[:, i])
+        x2[:, i + 1] += 3.0
+        out = model(x2, y2)
+        assert torch.equal(out[:, : i + 1], base[:, : i + 1]), f"prediction <= {i} moved"
+        assert not torch.allclose(out[:, i + 1 :], base[:, i + 1 :]), "later predictions must depend on y_i"
+
+
+@pytest.mark.parametrize("cfg", list(unsupervised_configs()), ids=lambda c: f"{c.input_type}-{c.prediction_type}")
+def test_unsupervised_prediction_i_depends_only_on_earlier_y(cfg):
+    torch.manual_seed(0)
+    model = PFN(cfg).eval()
+    _, y = batch_for(cfg)
+    base = model(y)
+    for i in range(S - 1):
+        y2 = y.clone()
+        y2[:, i] = perturb(y2[:, i]) if cfg.input_type == "discrete" else y2[:, i] + 1.5
+        out = model(y2)
+        assert torch.equal(out[:, : i + 1], base[:, : i + 1])
+        assert not torch.allclose(out[:, i + 1 :], base[:, i + 1 :])
+
+
+@pytest.mark.parametrize("cfg", [*supervised_configs(), *unsupervised_configs()], ids=lambda c: c.kind)
+def test_sdpa_and_explicit_paths_agree(cfg):
+    model = PFN(cfg).eval()
+    x, y = batch_for(cfg)
+    args = (y,) if x is None else (x, y)
+    fast = model(*args)
+    model.set_attention_path("explicit")
+    slow = model(*args)
+    torch.testing.assert_close(fast, slow, rtol=1e-5, atol=1e-5)
+
+
+def test_hooking_the_pattern_switches_to_explicit_path_with_same_logits():
+    model = PFN(RegressionConfig(**SMALL, input_dim=D)).eval()
+    x, y = batch_for(model.config)
+    fast = model(x, y)
+    seen = {}
+
+    def save(pattern, hook):
+        seen[hook.name] = pattern.detach()
+
+    hooked = model.run_with_hooks(x, y, fwd_hooks=[("blocks.1.attn.hook_pattern", save)])
+    torch.testing.assert_close(hooked, fast, rtol=1e-5, atol=1e-5)
+    pattern = seen["blocks.1.attn.hook_pattern"]
+    assert pattern.shape == (B, 4, 2 * S + 1, 2 * S + 1)
+    torch.testing.assert_close(pattern.sum(-1), torch.ones(B, 4, 2 * S + 1))
+
+
+def test_run_with_cache_has_transformer_lens_names_and_shapes():
+    cfg = RegressionConfig(**SMALL, input_dim=D)
+    model = PFN(cfg).eval()
+    x, y = batch_for(cfg)
+    logits, cache = model.run_with_cache(x, y)
+    t, h, dh = 2 * S + 1, cfg.n_heads, cfg.d_head
+    expected = {
+        "hook_embed": (B, t, cfg.d_model),
+        "blocks.0.hook_resid_pre": (B, t, cfg.d_model),
+        "blocks.0.attn.hook_q": (B, t, h, dh),
+        "blocks.0.attn.hook_k": (B, t, h, dh),
+        "blocks.0.attn.hook_v": (B, t, h, dh),
+        "blocks.0.attn.hook_attn_scores": (B, h, t, t),
+        "blocks.0.attn.hook_pattern": (B, h, t, t),
+        "blocks.0.attn.hook_z": (B, t, h, dh),
+        "blocks.0.hook_attn_out": (B, t, cfg.d_model),
+        "blocks.0.mlp.hook_post": (B, t, cfg.d_mlp),
+        "blocks.1.hook_mlp_out": (B, t, cfg.d_model),
+        "blocks.1.hook_resid_post": (B, t, cfg.d_model),
+        "ln_final.hook_normalized": (B, t, cfg.d_model),
+    }
+    for name, shape in expected.items():
+        assert tuple(cache[name].shape) == shape, name
+    # weight layouts follow TransformerLens
+    attn = model.blocks[0].attn
+    assert attn.W_Q.shape == (h, cfg.d_model, dh) and attn.W_O.shape == (h, dh, cfg.d_model)
+    # activation patching: zeroing a head's z changes the output
+    def zero_head(z, hook):
+        z[:, :, 0] = 0
+        return z
+
+    patched = model.run_with_hooks(x, y, fwd_hooks=[("blocks.1.attn.hook_z", zero_head)])
+    assert not torch.allclose(patched, logits)
+
+
+@pytest.mark.parametrize("mask", ["autoregressive-pfn", "gpt2"])
+def test_predict_queries_do_not_see_each_other_and_match_forward(mask):
+    torch.manual_seed(1)
+    model = PFN(RegressionConfig(**SMALL, input_dim=D, mask_type=mask)).eval()
+    x, y = torch.randn(2, 6, D), torch.randn(2, 6)
+    xq = torch.randn(2, 5, D)
+    out = model.predict(x, y, xq)
+    assert out.shape == (2, 5, 100)
+    alone = torch.cat([model.predict(x, y, xq[:, j : j + 1]) for j in range(5)], dim=1)
+    torch.testing.assert_close(out, alone, rtol=1e-5, atol=1e-5)
+    # a query after n context points equals the forward prediction at position n
+    full_x = torch.cat([x, xq[:, :1]], dim=1)
+    full_y = torch.cat([y, torch.zeros(2, 1)], dim=1)
+    torch.testing.assert_close(model(full_x, full_y)[:, -1], out[:, 0], rtol=1e-5, atol=1e-5)
+
+
+def test_generate_unsupervised_rollouts_and_temperature():
+    torch.manual_seed(0)
+    model = PFN(UnsupervisedConfig(**SMALL, input_type="discrete", d_vocab=3)).eval()
+    rolls = model.generate(num_samples=8, seq_len=12, temperature=0.7)
+    assert rolls.shape == (8, 12) and rolls.dtype == torch.long
+    assert int(rolls.min()) >= 0 and int(rolls.max()) < 3
+    prefix = torch.tensor([2, 1, 0])
+    with_prefix = model.generate(num_samples=4, seq_len=6, prefix=prefix)
+    assert torch.equal(with_prefix[:, :3], prefix.expand(4, 3))
+    with pytest.raises(ValueError, match="temperature"):
+        model.generate(num_samples=2, seq_len=3, temperature=0.0)
+    cont = PFN(UnsupervisedConfig(**SMALL, input_type="continuous", d_vocab=20)).eval()
+    assert cont.generate(num_samples=5, seq_len=4).shape == (5, 4)
+
+
+def test_supervised_posterior_predictive_samples():
+    torch.manual_seed(0)
+    model = PFN(RegressionConfig(**SMALL, input_dim=D)).eval()
+    x, y, xq = torch.randn(2, 4, D), torch.randn(2, 4), torch.randn(2, 3, D)
+    joint = model.generate(x, y, xq, num_samples=6, temperature=1.0)
+    marginal = model.sample_posterior_predictive(x, y, xq, num_samples=6, autoregressive=False)
+    assert joint.shape == marginal.shape == (6, 2, 3)
+    assert joint.std(0).min() > 0  # samples differ
+
+
+def test_forward_shape_errors_name_the_problem():
+    model = PFN(RegressionConfig(**SMALL, input_dim=D))
+    with pytest.raises(ValueError, match=r"x has shape \(3, 9, 5\).*input_dim=2"):
+        model(torch.randn(3, 9, 5), torch.randn(3, 9))
+    with pytest.raises(ValueError, match="y has shape"):
+        model(torch.randn(3, 9, D), torch.randn(3, 8))
+    cls = PFN(ClassificationConfig(**SMALL, input_dim=D, num_classes=3))
+    with pytest.raises(ValueError, match="integer class"):
+        cls(torch.randn(3, 9, D), torch.randn(3, 9))
+
+
+def test_positional_embedding_and_n_ctx_error():
+    cfg = RegressionConfig(**SMALL, input_dim=D, positional_embedding=True, n_ctx=9)
+    model = PFN(cfg)
+    assert model(torch.randn(1, 4, D), torch.randn(1, 4)).shape == (1, 4, 100)  # 9 tokens
+    with pytest.raises(ValueError, match="n_ctx=9"):
+        model(torch.randn(1, 5, D), torch.randn(1, 5))  # 11 tokens
+
+
+def test_device_property_follows_to():
+    model = PFN(RegressionConfig(**SMALL, input_dim=D))
+    assert model.device.type == "cpu"
+    model.to(torch.float64)
+    assert model.device.type == "cpu"
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"prediction_type": "bogus"}, "prediction_type='bogus'"),
+        ({"bucket_type": "weird"}, "bucket_type='weird'"),
+        ({"bucket_support": "half"}, "bucket_support='half'"),
+        ({"mask_type": "bert"}, "mask_type='bert'"),
+        ({"bucket_type": "riemann"}, "riemann_borders=None"),
+        ({"n_heads": 3}, "not divisible"),
+        ({"y_min": 2.0, "y_max": 1.0}, "y_min"),
+        ({"input_dim": 0}, "input_dim=0"),
+    ],
+)
+def test_config_validation_messages(kwargs, message):
+    with pytest.raises(ConfigError, match=message):
+        RegressionConfig(**{"d_model": 32, **kwargs})
+
+
+def test_config_dict_round_trip():
+    from pfn_transformers.model.configs import config_from_dict
+
+    borders = torch.linspace(-3, 3, 11)
+    for cfg in (
+        RegressionConfig(**SMALL, input_dim=3, bucket_type="riemann", riemann_borders=borders),
+        ClassificationConfig(**SMALL, num_classes=7),
+        UnsupervisedConfig(**SMALL, d_vocab=9),
+    ):
+        back = config_from_dict(cfg.to_dict())
+        assert back.to_dict() == cfg.to_dict()
+    with pytest.raises(ConfigError, match="unknown fields"):
+        config_from_dict({"kind": "regression", "n_layer": 2})
