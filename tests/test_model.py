@@ -31,7 +31,11 @@ def batch_for(cfg):
     if isinstance(cfg, ClassificationConfig):
         return x, torch.randint(0, cfg.num_classes, (B, S))
     if isinstance(cfg, UnsupervisedConfig):
-        y = torch.randint(0, cfg.d_vocab, (B, S)) if cfg.input_type == "discrete" else torch.randn(B, S)
+        y = (
+            torch.randint(0, cfg.d_vocab, (B, S))
+            if cfg.input_type == "discrete"
+            else torch.randn(B, S)
+        )
         return None, y
     return x, torch.randn(B, S)
 
@@ -40,7 +44,9 @@ def perturb(y):
     return (y + 1) % 4 if not y.is_floating_point() else y + 1.5
 
 
-@pytest.mark.parametrize("cfg", list(supervised_configs()), ids=lambda c: f"{c.kind}-{c.mask_type}-{c.prediction_type}")
+@pytest.mark.parametrize(
+    "cfg", list(supervised_configs()), ids=lambda c: f"{c.kind}-{c.mask_type}-{c.prediction_type}"
+)
 def test_supervised_prediction_i_never_sees_y_i_or_later(cfg):
     torch.manual_seed(0)
     model = PFN(cfg).eval()
@@ -53,10 +59,14 @@ def test_supervised_prediction_i_never_sees_y_i_or_later(cfg):
         x2[:, i + 1] += 3.0
         out = model(x2, y2)
         assert torch.equal(out[:, : i + 1], base[:, : i + 1]), f"prediction <= {i} moved"
-        assert not torch.allclose(out[:, i + 1 :], base[:, i + 1 :]), "later predictions must depend on y_i"
+        assert not torch.allclose(out[:, i + 1 :], base[:, i + 1 :]), (
+            "later predictions must depend on y_i"
+        )
 
 
-@pytest.mark.parametrize("cfg", list(unsupervised_configs()), ids=lambda c: f"{c.input_type}-{c.prediction_type}")
+@pytest.mark.parametrize(
+    "cfg", list(unsupervised_configs()), ids=lambda c: f"{c.input_type}-{c.prediction_type}"
+)
 def test_unsupervised_prediction_i_depends_only_on_earlier_y(cfg):
     torch.manual_seed(0)
     model = PFN(cfg).eval()
@@ -70,7 +80,9 @@ def test_unsupervised_prediction_i_depends_only_on_earlier_y(cfg):
         assert not torch.allclose(out[:, i + 1 :], base[:, i + 1 :])
 
 
-@pytest.mark.parametrize("cfg", [*supervised_configs(), *unsupervised_configs()], ids=lambda c: c.kind)
+@pytest.mark.parametrize(
+    "cfg", [*supervised_configs(), *unsupervised_configs()], ids=lambda c: c.kind
+)
 def test_sdpa_and_explicit_paths_agree(cfg):
     model = PFN(cfg).eval()
     x, y = batch_for(cfg)
@@ -123,6 +135,7 @@ def test_run_with_cache_has_transformer_lens_names_and_shapes():
     # weight layouts follow TransformerLens
     attn = model.blocks[0].attn
     assert attn.W_Q.shape == (h, cfg.d_model, dh) and attn.W_O.shape == (h, dh, cfg.d_model)
+
     # activation patching: zeroing a head's z changes the output
     def zero_head(z, hook):
         z[:, :, 0] = 0

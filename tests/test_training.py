@@ -58,12 +58,24 @@ def read_metrics(path):
 
 
 def test_resumed_run_follows_the_uninterrupted_trajectory(tmp_path):
-    full = tc(num_steps=8, checkpoint_dir=str(tmp_path / "a"), save_every=4, metrics_path=str(tmp_path / "a.jsonl"))
+    full = tc(
+        num_steps=8,
+        checkpoint_dir=str(tmp_path / "a"),
+        save_every=4,
+        metrics_path=str(tmp_path / "a.jsonl"),
+    )
     train(linear_gen(), TINY, full)
     # a run that stops at step 4 (its own final checkpoint), then resumes to 8
-    part = tc(num_steps=4, checkpoint_dir=str(tmp_path / "b"), metrics_path=str(tmp_path / "b.jsonl"))
+    part = tc(
+        num_steps=4, checkpoint_dir=str(tmp_path / "b"), metrics_path=str(tmp_path / "b.jsonl")
+    )
     train(linear_gen(), TINY, part)
-    resumed = tc(num_steps=8, checkpoint_dir=str(tmp_path / "b"), save_every=4, metrics_path=str(tmp_path / "b.jsonl"))
+    resumed = tc(
+        num_steps=8,
+        checkpoint_dir=str(tmp_path / "b"),
+        save_every=4,
+        metrics_path=str(tmp_path / "b.jsonl"),
+    )
     # the schedule must be the full run's: resume with the full config
     model = train(linear_gen(), TINY, resumed, resume_from=str(tmp_path / "b"))
     a = [m["loss"] for m in read_metrics(tmp_path / "a.jsonl")]
@@ -94,7 +106,9 @@ def test_step_lookup_is_exact_not_substring(tmp_path):
         checkpointing.save_checkpoint(tmp_path / f"step-{step}.pt", step, model.state_dict(), TINY)
     assert checkpointing.find_checkpoint(tmp_path, 500).name == "step-500.pt"
     assert checkpointing.find_checkpoint(tmp_path).name == "step-5000.pt"
-    with pytest.raises(CheckpointNotFoundError, match=r"no checkpoint for step 50 .*\[5, 500, 5000\]"):
+    with pytest.raises(
+        CheckpointNotFoundError, match=r"no checkpoint for step 50 .*\[5, 500, 5000\]"
+    ):
         checkpointing.find_checkpoint(tmp_path, 50)
 
 
@@ -116,7 +130,10 @@ def test_missing_truncated_and_foreign_checkpoints_get_clear_errors(tmp_path):
 
 
 def test_incompatible_generator_and_model_fail_before_training():
-    with pytest.raises(IncompatibleGeneratorError, match="input_dim=1 but DeterministicGenerator produces x with input_dim=3"):
+    with pytest.raises(
+        IncompatibleGeneratorError,
+        match="input_dim=1 but DeterministicGenerator produces x with input_dim=3",
+    ):
         train(linear_gen(input_dim=3), TINY, tc())
     with pytest.raises(IncompatibleGeneratorError, match="unsupervised"):
         train(linear_gen(), UnsupervisedConfig(d_model=32, n_layers=1, d_vocab=2), tc())
@@ -148,7 +165,12 @@ def test_keyboard_interrupt_saves_a_resumable_checkpoint(tmp_path):
     with pytest.raises(KeyboardInterrupt):
         train(gen, TINY, tc(checkpoint_dir=str(tmp_path / "int")))
     assert checkpointing.find_checkpoint(tmp_path / "int").name == "step-3.pt"
-    train(linear_gen(), TINY, tc(checkpoint_dir=str(tmp_path / "int")), resume_from=str(tmp_path / "int"))
+    train(
+        linear_gen(),
+        TINY,
+        tc(checkpoint_dir=str(tmp_path / "int")),
+        resume_from=str(tmp_path / "int"),
+    )
     assert checkpointing.find_checkpoint(tmp_path / "int").name == "step-6.pt"
 
 
@@ -219,7 +241,9 @@ def test_coin_flip_pfn_gets_within_005_nats_of_exact_posterior():
 
 def test_linear_regression_pfn_beats_the_prior_predictive():
     torch.manual_seed(0)
-    cfg = RegressionConfig(d_model=64, n_layers=2, n_heads=4, input_dim=1, d_vocab=50, y_min=-4, y_max=4)
+    cfg = RegressionConfig(
+        d_model=64, n_layers=2, n_heads=4, input_dim=1, d_vocab=50, y_min=-4, y_max=4
+    )
     model = train(
         linear_gen(), cfg,
         TrainingConfig(batch_size=64, seq_len=20, num_steps=250, learning_rate=3e-3, warmup_steps=25,
@@ -238,14 +262,16 @@ def test_linear_regression_pfn_beats_the_prior_predictive():
 @pytest.mark.slow
 def test_ddp_two_process_gloo_run(tmp_path):
     script = tmp_path / "ddp_train.py"
-    script.write_text(textwrap.dedent(f"""
+    script.write_text(
+        textwrap.dedent(f"""
         import torch
         from pfn_transformers import DeterministicGenerator, RegressionConfig, TrainingConfig, train
         gen = DeterministicGenerator(torch.distributions.Normal(0.0, 1.0), lambda x, w: (w * x).sum(-1), 1, 0.1)
         cfg = RegressionConfig(d_model=32, n_layers=1, n_heads=2, input_dim=1, d_vocab=20)
         train(gen, cfg, TrainingConfig(batch_size=8, seq_len=8, num_steps=6, log_every=2, device="cpu",
               progress_bar=False, checkpoint_dir={str(tmp_path / "ck")!r}, metrics_path={str(tmp_path / "m.jsonl")!r}))
-    """))
+    """)
+    )
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     result = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533", str(script)],
