@@ -41,19 +41,23 @@ def example1_generator() -> DeterministicGenerator:
     )
 
 
-def pfn_step(path: str, precision: str) -> Callable[[], None]:
+def pfn_step(
+    path: str, precision: str, device: str = "cpu", batch: int = BATCH
+) -> Callable[[], None]:
     cfg = RegressionConfig(
         d_model=D_MODEL, n_layers=N_LAYERS, n_heads=N_HEADS, d_head=D_MODEL // N_HEADS,
         input_dim=INPUT_DIM, prediction_type="distribution", bucket_type="uniform",
         d_vocab=BUCKETS, y_min=-5.0, y_max=5.0,
     )  # fmt: skip
-    model = PFN(cfg)
+    model = PFN(cfg).to(device)
     model.set_attention_path(path)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    x, y = sample_batch(example1_generator(), BATCH, SEQ)
+    x, y = (t.to(device) for t in sample_batch(example1_generator(), batch, SEQ))
 
     def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with torch.autocast(
+            torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16"
+        ):
             logits = model(x, y)
         loss = model.loss(logits.float(), y).mean()
         opt.zero_grad(set_to_none=True)
@@ -80,15 +84,17 @@ class EncoderBaseline(nn.Module):
         return self.head(self.encoder(self.embed(tokens), mask=mask))
 
 
-def encoder_step(precision: str) -> Callable[[], None]:
-    model = EncoderBaseline()
+def encoder_step(precision: str, device: str = "cpu", batch: int = BATCH) -> Callable[[], None]:
+    model = EncoderBaseline().to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    tokens = torch.randn(BATCH, 2 * SEQ + 1, INPUT_DIM + 1)  # same token count as the PFN
-    mask = nn.Transformer.generate_square_subsequent_mask(2 * SEQ + 1)
-    target = torch.randint(0, BUCKETS, (BATCH, 2 * SEQ + 1))
+    tokens = torch.randn(batch, 2 * SEQ + 1, INPUT_DIM + 1, device=device)  # same token count
+    mask = nn.Transformer.generate_square_subsequent_mask(2 * SEQ + 1, device=device)
+    target = torch.randint(0, BUCKETS, (batch, 2 * SEQ + 1), device=device)
 
     def step() -> None:
-        with torch.autocast("cpu", dtype=torch.bfloat16, enabled=precision == "bf16"):
+        with torch.autocast(
+            torch.device(device).type, dtype=torch.bfloat16, enabled=precision == "bf16"
+        ):
             logits = model(tokens, mask)
         loss = nn.functional.cross_entropy(logits.float().flatten(0, 1), target.flatten())
         opt.zero_grad(set_to_none=True)
@@ -98,18 +104,25 @@ def encoder_step(precision: str) -> Callable[[], None]:
     return step
 
 
+def _sync() -> None:
+    if torch.cuda.is_available():
+        torch.cuda.synchronize()
+
+
 def time_round_robin(
     variants: dict[str, Callable[[], None]], rounds: int, steps: int
 ) -> dict[str, float]:
     for fn in variants.values():  # warm-up
-        for _ in range(2):
+        for _ in range(3):
             fn()
+    _sync()
     samples: dict[str, list[float]] = {name: [] for name in variants}
     for _ in range(rounds):
         for name, fn in variants.items():
             t0 = time.perf_counter()
             for _ in range(steps):
                 fn()
+            _sync()
             samples[name].append((time.perf_counter() - t0) / steps)
     return {name: statistics.median(v) for name, v in samples.items()}
 
@@ -128,27 +141,30 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--steps", type=int, default=5)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda")
+    parser.add_argument("--batch", type=int, default=BATCH)
     parser.add_argument("--json", type=Path, default=Path("benchmarks/results/speed.json"))
     args = parser.parse_args()
     console = Console()
     console.print(f"torch {torch.__version__}, {torch.get_num_threads()} threads")
 
+    dev, b = args.device, args.batch
     variants = {
-        "pfn fast (SDPA) fp32": pfn_step("auto", "fp32"),
-        "pfn fast (SDPA) bf16": pfn_step("auto", "bf16"),
-        "pfn explicit hooked fp32": pfn_step("explicit", "fp32"),
-        "nn.TransformerEncoder fp32": encoder_step("fp32"),
-        "nn.TransformerEncoder bf16": encoder_step("bf16"),
+        "pfn fast path fp32": pfn_step("auto", "fp32", dev, b),
+        "pfn fast path bf16 autocast": pfn_step("auto", "bf16", dev, b),
+        "pfn explicit hooked fp32": pfn_step("explicit", "fp32", dev, b),
+        "nn.TransformerEncoder fp32": encoder_step("fp32", dev, b),
+        "nn.TransformerEncoder bf16 autocast": encoder_step("bf16", dev, b),
     }
     times = time_round_robin(variants, args.rounds, args.steps)
     base = times["nn.TransformerEncoder fp32"]
     table = Table(
-        title=f"train step, Example 1 size (batch {BATCH}, seq {SEQ}, {2 * SEQ + 1} tokens)"
+        title=f"train step on {dev}, Example 1 size (batch {b}, seq {SEQ}, {2 * SEQ + 1} tokens)"
     )
     for col in ("variant", "s/step", "seq/s", "ratio vs encoder fp32"):
         table.add_column(col, justify="right" if col != "variant" else "left")
     for name, t in times.items():
-        table.add_row(name, f"{t:.4f}", f"{BATCH / t:,.0f}", f"{t / base:.2f}x")
+        table.add_row(name, f"{t:.4f}", f"{b / t:,.0f}", f"{t / base:.2f}x")
     console.print(table)
 
     results = {

@@ -19,6 +19,10 @@ from .base import DataGenerator, PriorShapeError
 from .bayes import Likelihood, Prior, _sample_params
 
 
+class ParameterizerError(TypeError):
+    """The user's parameterizer broke its contract; no loop fallback can fix that."""
+
+
 class _Vectorised:
     """Calls ``fn`` over a leading batch dim with vmap, or a loop when vmap fails."""
 
@@ -64,7 +68,7 @@ def _tensor_outputs(fn: Callable) -> Callable:
     def wrapped(theta: Tensor, x: Tensor) -> dict[str, Tensor]:
         out = fn(theta, x)
         if not isinstance(out, dict):
-            raise TypeError(
+            raise ParameterizerError(
                 f"parameterizer returned {type(out).__name__}; it must return a dict of "
                 "distribution arguments, e.g. {'loc': mean, 'scale': 0.1}."
             )
