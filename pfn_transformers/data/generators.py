@@ -35,9 +35,9 @@ class _Vectorised:
         if self.use_vmap:
             try:
                 return torch.func.vmap(self.fn)(*batched)
-            except (
-                Exception
-            ) as err:  # user code vmap cannot handle (data-dependent control flow, .item(), ...)
+            except ParameterizerError:
+                raise
+            except Exception as err:  # code vmap cannot trace: data-dependent control flow, .item()
                 self.use_vmap = False
                 warnings.warn(
                     f"{self.owner}: torch.func.vmap could not vectorise the user function "
