@@ -139,46 +139,39 @@ class BayesianGenerator(DataGenerator):
     def __init__(self, prior: Prior, likelihood: Likelihood, x_distribution: Any = None) -> None:
         if not isinstance(likelihood, Likelihood):
             raise TypeError(
-                f"BayesianGenerator(likelihood={likelihood!r}) is not valid; pass a "
+                f"{type(self).__name__}(likelihood={likelihood!r}) is not valid; pass a "
                 "pfn_transformers.bayes.Likelihood."
             )
         self.prior = prior
         self.likelihood = likelihood
         self.input_dim = likelihood.input_dim
         self.x_distribution = x_distribution
+        support = getattr(likelihood.distribution_class, "support", None)
+        if getattr(support, "is_discrete", False):
+            self.target_type = "discrete"
         self._params = _Vectorised(_tensor_outputs(likelihood.parameterizer), type(self).__name__)
 
-    def generate_batch(self, batch_size: int, seq_len: int) -> tuple[Tensor, Tensor]:
+    def _inputs(self, batch_size: int, seq_len: int) -> Tensor:
+        return _sample_x(self.x_distribution, batch_size, seq_len, self.likelihood.input_dim)
+
+    def generate_batch(self, batch_size: int, seq_len: int) -> tuple[Tensor | None, Tensor]:
         theta = _sample_params(self.prior, batch_size)
-        x = _sample_x(self.x_distribution, batch_size, seq_len, self.input_dim)
+        x = self._inputs(batch_size, seq_len)
         y, discrete = _sample_y(self.likelihood, self._params(theta, x))
         if discrete:
             self.target_type = "discrete"
-        return x, y
+        return (x if self.is_supervised else None), y
 
 
-class UnsupervisedBayesian(DataGenerator):
+class UnsupervisedBayesian(BayesianGenerator):
     """theta ~ prior, y_1..y_S ~ likelihood(theta); the parameterizer gets a dummy x [seq, 1]."""
 
     def __init__(self, prior: Prior, likelihood: Likelihood) -> None:
-        if not isinstance(likelihood, Likelihood):
-            raise TypeError(
-                f"UnsupervisedBayesian(likelihood={likelihood!r}) is not valid; pass a "
-                "pfn_transformers.bayes.Likelihood."
-            )
-        self.prior = prior
-        self.likelihood = likelihood
+        super().__init__(prior, likelihood)
         self.input_dim = None
-        self._dummy_dim = likelihood.input_dim
-        self._params = _Vectorised(_tensor_outputs(likelihood.parameterizer), type(self).__name__)
 
-    def generate_batch(self, batch_size: int, seq_len: int) -> tuple[None, Tensor]:
-        theta = _sample_params(self.prior, batch_size)
-        dummy = torch.zeros(batch_size, seq_len, self._dummy_dim)
-        y, discrete = _sample_y(self.likelihood, self._params(theta, dummy))
-        if discrete:
-            self.target_type = "discrete"
-        return None, y
+    def _inputs(self, batch_size: int, seq_len: int) -> Tensor:
+        return torch.zeros(batch_size, seq_len, self.likelihood.input_dim)
 
 
 class DatasetGenerator(DataGenerator):
