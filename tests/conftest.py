@@ -4,8 +4,12 @@ from __future__ import annotations
 
 import os
 
-import pytest
-import torch
+# Idle OpenMP threads sleep instead of spinning: on a shared 2-core machine spinning threads
+# made in-process training steps several times slower. Must be set before torch loads.
+os.environ.setdefault("OMP_WAIT_POLICY", "PASSIVE")
+
+import pytest  # noqa: E402
+import torch  # noqa: E402
 
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("WANDB_SILENT", "true")

@@ -117,11 +117,14 @@ def project(tmp_path_factory):
         )
         trained["workflow"] = model
 
-    runs = [read_offline_run(d) for d in offline_run_dirs(wandb_dir)]
-    assert [r.name for r in runs] == [
+    # Run folders sort by second, then by random id: order the runs by the names we expect.
+    by_name = {r.name: r for r in (read_offline_run(d) for d in offline_run_dirs(wandb_dir))}
+    expected = [
         "my-exp-model-n_layers4-d_model128-data-num_tasks50-input_dim10",
         "exp-model-n_layers4-data-num_tasks100",
     ]
+    assert sorted(by_name) == sorted(expected)
+    runs = [by_name[name] for name in expected]
     assert runs[1].project == "my-project"
     fake = FakeApi(
         [

@@ -56,7 +56,8 @@ def check_compatible(data_generator: DataGenerator, model_config: ModelConfig) -
     discrete_model = isinstance(model_config, ClassificationConfig) or (
         unsupervised_model and model_config.input_type == "discrete"
     )
-    with torch.random.fork_rng():  # a probe batch checks shapes and dtype without using the run's RNG
+    # A probe batch checks shapes and dtype without consuming the run's RNG.
+    with torch.random.fork_rng():
         _, y_probe = sample_batch(data_generator, 2, 4)
     discrete_data = data_generator.target_type == "discrete" or not y_probe.is_floating_point()
     if discrete_model and not discrete_data:

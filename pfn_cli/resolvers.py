@@ -1,0 +1,199 @@
+"""OmegaConf resolvers that let a model config agree with the chosen prior.
+
+Registered by every pfn Hydra app (and by ``register_resolvers()`` for the compose API):
+
+``${pfn.prior:ATTR}``
+    An attribute of the instantiated prior (``input_dim``, ``num_classes``, ...). The prior
+    is built from the config's own ``prior`` node (cached per prior config).
+``${pfn.y_range:min}`` / ``${pfn.y_range:max}``
+    The prior's ``suggested_y_range`` (central 99.9% of its targets); priors without one get
+    the same range estimated from their samples.
+``${pfn.riemann_borders:BUCKET_TYPE,N}``
+    ``N`` Riemann (quantile) buckets estimated from the prior's ``sample_targets`` when
+    BUCKET_TYPE is ``riemann`` (fixed seed: the same borders every time), else null.
+``${pfn.run_dir:RESUME,ROOT,NAME}`` / ``${pfn.output_subdir:RESUME,ROOT,STAMP}`` / ``${pfn.slug:S}``
+    Run-directory naming for the Hydra output settings in train.yaml.
+
+torch and pfn_transformers are imported only when a resolver that needs them runs.
+"""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf
+
+from pfn_cli.errors import CliError, describe_exception
+
+_PRIOR_CACHE: dict[str, Any] = {}
+_RIEMANN_SAMPLES = 50_000
+_RIEMANN_SEED = 0
+
+
+# ---------------------------------------------------------------------------- priors
+def prior_cache_key(node: DictConfig) -> str:
+    return OmegaConf.to_yaml(node, resolve=True)
+
+
+def instantiate_prior(node: DictConfig, choice: str | None = None) -> Any:
+    """Build the generator a ``prior`` config node describes (cached), with clear errors."""
+    from hydra.utils import instantiate
+
+    if node is None:
+        raise CliError("no prior is configured; choose one with prior=NAME (see --help).")
+    label = f"prior={choice}" if choice else "prior"
+    try:
+        key = prior_cache_key(node)
+    except Exception as exc:
+        raise CliError(f"{label}: its config does not resolve: {describe_exception(exc)}") from None
+    if key in _PRIOR_CACHE:
+        return _PRIOR_CACHE[key]
+    if "_target_" not in node:
+        raise CliError(
+            f"{label}: the prior config has no _target_; a prior YAML names the class or "
+            "function that builds the generator, e.g. "
+            "`_target_: pfn_transformers.priors.GPPrior`."
+        )
+    try:
+        prior = instantiate(node, _convert_="all")
+    except Exception as exc:
+        target = node.get("_target_")
+        raise CliError(
+            f"{label}: could not build {target}: {describe_exception(exc)}. Check the prior's "
+            "fields (`pfn train --cfg job` shows them) and that its module is importable "
+            "(run pfn from the folder that holds it, or add it to PYTHONPATH)."
+        ) from None
+    if not hasattr(prior, "generate_batch") and not hasattr(prior, "generate"):
+        raise CliError(
+            f"{label}: {node.get('_target_')} returned a {type(prior).__name__}, which is not a "
+            "data generator (it needs generate_batch(batch_size, seq_len) -> (x | None, y), "
+            "or generate(seq_len)); see pfn_transformers.DataGenerator."
+        )
+    _PRIOR_CACHE[key] = prior
+    return prior
+
+
+def _root_prior(root: DictConfig) -> Any:
+    node = root.get("prior") if isinstance(root, DictConfig) else None
+    if node is None:
+        raise CliError("this config has no `prior` node for ${pfn.prior:...} to read from.")
+    return instantiate_prior(node)
+
+
+def prior_targets(prior: Any, n: int) -> Any:
+    """``n`` draws of y from the prior predictive (fixed seed, caller's RNG untouched)."""
+    import torch
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(_RIEMANN_SEED)
+        if hasattr(prior, "sample_targets"):
+            y = prior.sample_targets(n)
+        else:
+            _, y = (
+                prior.generate_batch(n, 1)
+                if hasattr(prior, "generate_batch")
+                else (
+                    None,
+                    torch.stack([torch.as_tensor(_y_of(prior.generate(1))) for _ in range(n)]),
+                )
+            )
+    return torch.as_tensor(y).reshape(-1).float()
+
+
+def _y_of(sample: Any) -> Any:
+    return sample[1] if isinstance(sample, tuple) else sample
+
+
+def prior_y_range(prior: Any) -> tuple[float, float]:
+    rng = getattr(prior, "suggested_y_range", None)
+    if callable(rng):
+        rng = rng()
+    if rng is not None:
+        lo, hi = (float(v) for v in rng)
+        return lo, hi
+    import torch
+
+    y = prior_targets(prior, 20_000)
+    lo, hi = torch.quantile(y, torch.tensor([0.0005, 0.9995])).tolist()
+    if not hi > lo:
+        lo, hi = lo - 1.0, hi + 1.0
+    return float(lo), float(hi)
+
+
+# ---------------------------------------------------------------------------- resolvers
+def _prior_attr(attr: str, *, _root_: DictConfig) -> Any:
+    value = getattr(_root_prior(_root_), str(attr), None)
+    if hasattr(value, "tolist"):
+        value = value.tolist()
+    return value
+
+
+def _y_range(which: str, *, _root_: DictConfig) -> float:
+    if which not in ("min", "max"):
+        raise CliError(f"${{pfn.y_range:{which}}}: use min or max.")
+    lo, hi = prior_y_range(_root_prior(_root_))
+    return lo if which == "min" else hi
+
+
+def _riemann_borders(bucket_type: Any, num_buckets: Any, *, _root_: DictConfig) -> Any:
+    if bucket_type != "riemann":
+        return None
+    from pfn_transformers import estimate_riemann_borders
+
+    try:
+        n = int(num_buckets)
+    except (TypeError, ValueError):
+        raise CliError(
+            f"model.d_vocab={num_buckets!r}: Riemann buckets need an integer number of buckets."
+        ) from None
+    y = prior_targets(_root_prior(_root_), _RIEMANN_SAMPLES)
+    return [float(b) for b in estimate_riemann_borders(y, n).tolist()]
+
+
+def slug(value: Any) -> str:
+    """A folder-name-safe version of ``value`` (choices may contain '/')."""
+    return re.sub(r"[^\w.=+,-]+", "-", str(value)).strip("-") or "run"
+
+
+def resume_target(resume: Any, root: Any) -> Path | None:
+    """The run directory ``resume`` names, or None when unset or not a run directory."""
+    if resume in (None, "", "null"):
+        return None
+    from pfn_cli.runs import resolve_run
+
+    try:
+        return resolve_run(str(resume), Path(str(root)), what="resume")
+    except CliError:
+        return None  # pfn train reports it clearly (Hydra would print a traceback here)
+
+
+def _run_dir(resume: Any, root: Any, name: Any) -> str:
+    target = resume_target(resume, root)
+    if target is not None:
+        return str(target)
+    return str(Path(str(root)) / slug(name))
+
+
+def _output_subdir(resume: Any, root: Any, stamp: Any) -> str:
+    if resume_target(resume, root) is None:
+        return ".hydra"
+    return f".hydra/resume-{slug(stamp)}"
+
+
+_RESOLVERS = {
+    "pfn.prior": _prior_attr,
+    "pfn.y_range": _y_range,
+    "pfn.riemann_borders": _riemann_borders,
+    "pfn.slug": slug,
+    "pfn.run_dir": _run_dir,
+    "pfn.output_subdir": _output_subdir,
+}
+
+
+def register_resolvers() -> None:
+    """Register the pfn.* resolvers (idempotent)."""
+    for name, fn in _RESOLVERS.items():
+        if not OmegaConf.has_resolver(name):
+            OmegaConf.register_new_resolver(name, fn)

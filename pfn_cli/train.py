@@ -1,0 +1,426 @@
+"""``pfn train``: compose a model, a prior and a training profile, train, then evaluate.
+
+The run directory (Hydra's output dir) receives ``.hydra/config.yaml``, ``checkpoints/``,
+``metrics.jsonl``, ``status.json`` and, after the final evaluation, ``eval.json``.
+Ctrl-C checkpoints the current step and marks the run ``interrupted``;
+``pfn train resume=RUN_DIR`` continues it in place with the run's own config.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import sys
+import time
+import traceback
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+from pfn_cli._app import hydra_app, is_multirun
+from pfn_cli.compat import check_compatible, check_resolved_fields, model_kind_from_node
+from pfn_cli.errors import CliError, describe_exception
+from pfn_cli.resolvers import instantiate_prior, register_resolvers, resume_target
+from pfn_cli.runs import (
+    CHECKPOINT_DIR,
+    EVAL_FILE,
+    HYDRA_DIR,
+    checkpoint_steps,
+    last_metrics,
+    now_iso,
+    process_marker,
+    read_json,
+    update_status,
+    write_json_atomic,
+)
+
+log = logging.getLogger("pfn.train")
+
+GROUPS = ("model", "prior", "training", "wandb", "experiment")
+
+
+@dataclass
+class Experiment:
+    """Everything ``train()`` needs, built from a composed config."""
+
+    prior: Any
+    model_config: Any
+    training_config: Any
+    model_choice: str | None
+    prior_choice: str | None
+    model_fields: dict[str, Any]
+
+
+# ---------------------------------------------------------------------------- building
+def build_model_config(
+    cfg: DictConfig, prior: Any, model_choice: str | None, prior_choice: str | None
+):
+    """Check the model fits the prior, resolve its fields (input_dim, classes, borders, ...) and
+    instantiate the model config dataclass. Raises CliError with a clear message."""
+    from hydra.utils import instantiate
+
+    if "model" not in cfg or cfg.model is None:
+        raise CliError("no model is configured; choose one with model=NAME (see --help).")
+    check_compatible(
+        model_kind_from_node(cfg.model), prior, model_choice=model_choice, prior_choice=prior_choice
+    )
+    label = f"model={model_choice}" if model_choice else "model"
+    try:
+        fields = OmegaConf.to_container(cfg.model, resolve=True)
+    except Exception as exc:
+        raise CliError(f"{label}: its config does not resolve: {describe_exception(exc)}") from None
+    check_resolved_fields(fields, prior, model_choice=model_choice, prior_choice=prior_choice)
+    try:
+        model_config = instantiate(fields, _convert_="all")
+    except Exception as exc:
+        raise CliError(
+            f"{label}: invalid model config: {describe_exception(exc)} "
+            "(`pfn train --cfg job --resolve` shows the composed values)."
+        ) from None
+    return model_config, fields
+
+
+def build_training_config(cfg: DictConfig, run_dir: Path, run_name: str, tags: list[str]):
+    """TrainingConfig from the ``training`` and ``wandb`` nodes; paths land in the run dir."""
+    from hydra.utils import get_class
+
+    fields = OmegaConf.to_container(cfg.training, resolve=True)
+    target = fields.pop("_target_", "pfn_transformers.TrainingConfig")
+    for key in ("checkpoint_dir", "metrics_path"):
+        value = fields.get(key)
+        if value is not None and not os.path.isabs(str(value)):
+            fields[key] = str(run_dir / str(value))
+    wb = OmegaConf.to_container(cfg.wandb, resolve=True) if cfg.get("wandb") else {}
+    enabled = bool(wb.get("enabled", False))
+    fields.update(
+        use_wandb=enabled,
+        wandb_mode=wb.get("mode") if enabled else "disabled",
+        wandb_project=wb.get("project"),
+        wandb_entity=wb.get("entity"),
+        wandb_run_name=wb.get("run_name") or run_name,
+        wandb_tags=[*(wb.get("tags") or []), *tags] or None,
+        wandb_notes=wb.get("notes"),
+        wandb_log_model=bool(wb.get("log_model", enabled)),
+    )
+    try:
+        cls = get_class(target)
+        return cls.from_dict(fields) if hasattr(cls, "from_dict") else cls(**fields)
+    except Exception as exc:
+        raise CliError(f"training: invalid training config: {describe_exception(exc)}") from None
+
+
+def build_experiment(
+    cfg: DictConfig,
+    run_dir: Path,
+    *,
+    model_choice: str | None = None,
+    prior_choice: str | None = None,
+) -> Experiment:
+    """Prior, model config and training config of a composed ``train`` config."""
+    register_resolvers()
+    prior = instantiate_prior(cfg.get("prior"), prior_choice)
+    model_config, fields = build_model_config(cfg, prior, model_choice, prior_choice)
+    tags = [t for t in (model_choice, prior_choice) if t]
+    training_config = build_training_config(cfg, run_dir, Path(run_dir).name, tags)
+    return Experiment(prior, model_config, training_config, model_choice, prior_choice, fields)
+
+
+# ---------------------------------------------------------------------------- resume
+def _parse_overrides(overrides: list[str]) -> list[Any]:
+    from hydra.core.override_parser.overrides_parser import OverridesParser
+
+    return OverridesParser.create().parse_overrides(overrides)
+
+
+def load_resume_config(target: Path, overrides: list[str]) -> DictConfig:
+    """The run's saved config with the command line's value overrides applied on top."""
+    path = target / HYDRA_DIR / "config.yaml"
+    if not path.is_file():
+        raise CliError(
+            f"resume={target}: {path} is missing, so the run's config cannot be reused. "
+            "Resume a run made by `pfn train`."
+        )
+    cfg = OmegaConf.load(path)
+    for ov in _parse_overrides(overrides):
+        key = ov.key_or_group
+        if key == "resume" or key.startswith("hydra"):
+            continue
+        if key in GROUPS:
+            raise CliError(
+                f"resume={target}: `{ov.input_line}` changes a config group, but a resumed "
+                "run keeps its own model, prior and profile. Override single values instead "
+                "(e.g. training.num_steps=5000), or start a new run."
+            )
+        if ov.is_sweep_override():
+            raise CliError(f"resume: sweeps cannot resume a run (`{ov.input_line}`).")
+        if ov.is_delete():
+            raise CliError(f"resume: `{ov.input_line}` deletes a key; not supported on resume.")
+        try:
+            with open_dict(cfg):
+                OmegaConf.update(cfg, key.lstrip("+"), ov.value(), merge=True)
+        except Exception as exc:
+            raise CliError(f"resume: cannot apply `{ov.input_line}`: {exc}") from None
+    with open_dict(cfg):
+        cfg.resume = None
+    return cfg
+
+
+# ---------------------------------------------------------------------------- running
+def _hydra_context() -> tuple[Path | None, dict[str, str], list[str]]:
+    from hydra.core.hydra_config import HydraConfig
+
+    if not HydraConfig.initialized():
+        return None, {}, []
+    hc = HydraConfig.get()
+    choices = {k: v for k, v in hc.runtime.choices.items() if v is not None}
+    return Path(hc.runtime.output_dir), choices, list(hc.overrides.task)
+
+
+def _abandon_fresh_run(run_dir: Path, exc: CliError, choices: dict[str, str]) -> None:
+    """A config error before training: a sweep job keeps a ``failed`` record (list-runs
+    shows it); a single run removes the folder Hydra just made, which holds nothing else."""
+    if is_multirun():
+        update_status(
+            run_dir,
+            status="failed",
+            error=str(exc),
+            model=choices.get("model"),
+            prior=choices.get("prior"),
+            started=now_iso(),
+            started_ts=time.time(),
+        )
+    else:
+        _clean_fresh_dir(run_dir)
+
+
+def _clean_fresh_dir(run_dir: Path) -> None:
+    """Remove a run dir Hydra just made for a command that failed before doing anything."""
+    try:
+        entries = {p.name for p in run_dir.iterdir()}
+    except OSError:
+        return
+    if entries <= {HYDRA_DIR, "train.log"}:
+        shutil.rmtree(run_dir, ignore_errors=True)
+
+
+def run_train(
+    cfg: DictConfig,
+    run_dir: str | Path | None = None,
+    choices: dict[str, str] | None = None,
+    overrides: list[str] | None = None,
+) -> dict[str, Any]:
+    """Train and evaluate one job; returns a summary dict (also written to status.json).
+
+    ``run_dir``/``choices``/``overrides`` default to Hydra's (output dir, group choices,
+    command-line overrides); pass them to call this outside a Hydra app.
+    """
+    h_dir, h_choices, h_overrides = _hydra_context()
+    run_dir = Path(run_dir) if run_dir is not None else h_dir
+    if run_dir is None:
+        raise CliError("run_train needs a run directory outside a Hydra app (run_dir=...).")
+    choices = dict(h_choices if choices is None else choices)
+    overrides = list(h_overrides if overrides is None else overrides)
+
+    resuming = cfg.get("resume") not in (None, "")
+    if resuming:
+        target = resume_target(cfg.resume, cfg.get("outputs_root", "outputs"))
+        if target is None:
+            if run_dir != Path(str(cfg.resume)):
+                _clean_fresh_dir(run_dir)
+            from pfn_cli.runs import resolve_run
+
+            resolve_run(
+                str(cfg.resume), Path(str(cfg.get("outputs_root", "outputs"))), what="resume"
+            )
+            raise CliError(f"resume={cfg.resume}: not a run directory.")  # pragma: no cover
+        old_status = read_json(target / "status.json") or {}
+        cfg = load_resume_config(target, overrides)
+        run_dir = target.resolve()
+        choices = {
+            **choices,
+            **{g: old_status[g] for g in ("model", "prior", "training") if g in old_status},
+        }
+
+    model_choice, prior_choice = choices.get("model"), choices.get("prior")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        exp = build_experiment(cfg, run_dir, model_choice=model_choice, prior_choice=prior_choice)
+    except CliError as exc:
+        if not resuming:
+            _abandon_fresh_run(run_dir, exc, choices)
+        raise
+    tc = exp.training_config
+    ckpt_dir = Path(tc.checkpoint_dir)
+    resume_from = None
+    if resuming:
+        steps = checkpoint_steps(run_dir) if ckpt_dir == run_dir / CHECKPOINT_DIR else []
+        if not steps and not any(ckpt_dir.glob("step-*.pt")):
+            raise CliError(
+                f"resume={run_dir}: the run has no checkpoint in {ckpt_dir} to resume from "
+                "(it stopped before its first save). Start a new run with the same choices."
+            )
+        resume_from = str(ckpt_dir)
+    if tc.use_wandb:
+        os.environ.setdefault("WANDB_DIR", str(run_dir))
+
+    status = {
+        "status": "running",
+        "model": model_choice,
+        "prior": prior_choice,
+        "training": choices.get("training"),
+        "num_steps": tc.num_steps,
+        "step": max(checkpoint_steps(run_dir) or [0]),
+        "run_dir": str(run_dir),
+        "error": None,
+        **process_marker(),
+    }
+    if resuming:
+        prev = read_json(run_dir / "status.json") or {}
+        status["resumed"] = [*(prev.get("resumed") or []), now_iso()]
+    else:
+        status.update(started=now_iso(), started_ts=time.time(), overrides=overrides)
+    update_status(run_dir, **status)
+    _write_resolved_config(run_dir, cfg, exp)
+    saved = run_dir / HYDRA_DIR / "config.yaml"
+    if not saved.exists():  # called outside a Hydra app: keep the run reusable all the same
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(OmegaConf.to_yaml(cfg))
+
+    from pfn_transformers import train
+
+    data_config = {
+        "model": model_choice,
+        "prior": prior_choice,
+        "prior_config": OmegaConf.to_container(cfg.prior, resolve=True),
+        "run_dir": str(run_dir),
+    }
+    log.info(
+        "Training model=%s on prior=%s for %d steps -> %s",
+        model_choice,
+        prior_choice,
+        tc.num_steps,
+        run_dir,
+    )
+    t0 = time.time()
+    try:
+        train(exp.prior, exp.model_config, tc, resume_from=resume_from, data_config=data_config)
+    except KeyboardInterrupt:
+        step = max(checkpoint_steps(run_dir) or [0])
+        update_status(run_dir, status="interrupted", step=step, train_time_s=time.time() - t0)
+        sys.stderr.write(
+            f"\npfn train: interrupted at step {step}/{tc.num_steps}; a checkpoint is saved. "
+            f"Resume with:\n  pfn train resume={run_dir}\n"
+        )
+        sys.exit(130)
+    except Exception as exc:
+        step = max(checkpoint_steps(run_dir) or [0])
+        (run_dir / "error.txt").write_text(traceback.format_exc())
+        update_status(run_dir, status="failed", step=step, error=f"{type(exc).__name__}: {exc}")
+        raise CliError(
+            f"training failed at step {step}: {describe_exception(exc)} "
+            f"(full traceback in {run_dir / 'error.txt'}).",
+            exit_code=1,
+        ) from None
+    train_time = time.time() - t0
+    step = max(checkpoint_steps(run_dir) or [tc.num_steps])
+    last = last_metrics(run_dir) or {}
+    update_status(run_dir, step=step, train_time_s=train_time, last_loss=last.get("loss"))
+
+    results = None
+    ev = cfg.get("eval") or {}
+    if ev.get("enabled", True):
+        try:
+            results = final_evaluation(run_dir, exp, ev)
+        except KeyboardInterrupt:
+            update_status(run_dir, status="finished", eval_error="interrupted")
+            sys.stderr.write("\npfn train: evaluation interrupted; training had finished.\n")
+            sys.exit(130)
+        except CliError as exc:
+            log.warning("Final evaluation skipped: %s", exc)
+            update_status(run_dir, eval_error=str(exc))
+    summary = update_status(run_dir, status="finished", finished=now_iso())
+    _print_summary(run_dir, summary, results, train_time)
+    return {**summary, "eval": results}
+
+
+def _write_resolved_config(run_dir: Path, cfg: DictConfig, exp: Experiment) -> None:
+    """RUN_DIR/resolved_config.yaml: the values train() received (borders, dims, ...)."""
+    data = {
+        "model": exp.model_fields,
+        "prior": OmegaConf.to_container(cfg.prior, resolve=True),
+        "training": exp.training_config.to_dict()
+        if hasattr(exp.training_config, "to_dict")
+        else OmegaConf.to_container(cfg.training, resolve=True),
+    }
+    (run_dir / "resolved_config.yaml").write_text(OmegaConf.to_yaml(OmegaConf.create(data)))
+
+
+def final_evaluation(run_dir: Path, exp: Experiment, ev: Any) -> dict[str, Any] | None:
+    """Short evaluation of the trained checkpoint against the prior (eval.json)."""
+    from pfn_transformers import checkpointing
+    from pfn_transformers.data.base import has_exact_posterior
+    from pfn_transformers.evaluation import evaluate
+
+    if not has_exact_posterior(exp.prior):
+        log.info(
+            "prior=%s has no exact posterior predictive: the final evaluation reports NLL only.",
+            exp.prior_choice,
+        )
+    ckpt = checkpointing.find_checkpoint(exp.training_config.checkpoint_dir)
+    model, _, meta = checkpointing.load_checkpoint(ckpt, device=exp.training_config.device)
+    seq_len = ev.get("seq_len") or exp.training_config.seq_len
+    results = evaluate(
+        model,
+        exp.prior,
+        num_datasets=int(ev.get("num_datasets", 256)),
+        seq_len=int(seq_len),
+        batch_size=int(ev.get("batch_size", 128)),
+        seed=int(ev.get("seed", 0)),
+    )
+    results = {
+        **results,
+        "run": str(run_dir),
+        "checkpoint": str(ckpt),
+        "step": meta.step,
+        "prior_choice": exp.prior_choice,
+        "model_choice": exp.model_choice,
+    }
+    write_json_atomic(run_dir / EVAL_FILE, results)
+    if ev.get("plots", False):
+        from pfn_transformers.evaluation import plot_evaluation
+
+        plot_evaluation(results, run_dir / "figures")
+    return results
+
+
+def _print_summary(run_dir: Path, status: dict, results: dict | None, train_time: float) -> None:
+    from rich.console import Console
+
+    from pfn_cli.evaluate import results_table
+
+    console = Console(soft_wrap=True)
+    loss = status.get("last_loss")
+    console.print(
+        f"[bold green]Finished[/] {status.get('step')}/{status.get('num_steps')} steps in "
+        f"{train_time:.0f}s (last loss {'-' if loss is None else f'{loss:.4g}'}): {run_dir}"
+    )
+    if results is not None:
+        console.print(results_table(results, title="Final evaluation (eval.json)"))
+    console.print(
+        f"Next: pfn eval run={run_dir}\n      pfn sample run={run_dir}\n      pfn list-runs"
+    )
+
+
+def _task(cfg: DictConfig) -> dict[str, Any]:
+    if is_multirun() and cfg.get("resume"):
+        raise CliError("resume=... cannot be combined with -m/--multirun.")
+    return run_train(cfg)
+
+
+main = hydra_app("train", _task)
+
+if __name__ == "__main__":  # pragma: no cover
+    main()
