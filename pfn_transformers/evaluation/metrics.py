@@ -1,0 +1,317 @@
+"""How close a PFN comes to the exact posterior predictive (DESIGN.md, "Inference quality").
+
+``evaluate(model, prior, seq_len=...)`` draws a fixed-seed held-out set from the prior (the
+caller's RNG is left untouched) and reports, per context size n and overall:
+
+- ``nll``: the PFN's mean negative log predictive density/mass;
+- ``exact_nll`` and ``excess_nll`` = NLL_PFN - NLL_exact paired on the same datasets (an
+  estimate of KL(exact || PFN)), with standard errors over datasets;
+- ``floor_nll`` / ``floor_excess_nll`` for bar-distribution heads: the best NLL the head's
+  borders allow (bucket masses equal to the exact predictive's), so bucket error and
+  approximation error are told apart;
+- ``prior_predictive_nll``: NLL of the n = 0 predictive applied at every position (the
+  exact prior predictive, else the PFN's own n = 0 prediction): a PFN must beat it;
+- ``mse`` (of the predictive mean) and ``coverage`` of 50%/90% central intervals for
+  continuous heads; ``accuracy`` and ``kl`` for discrete heads.
+
+Every statistic is a dict ``{"mean", "stderr", "per_n", "per_n_stderr"}`` of plain floats;
+stderr is over datasets (positions within a dataset are correlated).
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from typing import Any
+
+import torch
+from torch import Tensor
+
+from pfn_transformers.data.base import has_exact_posterior
+
+COVERAGE_LEVELS = (0.5, 0.9)
+
+
+# ----------------------------------------------------------------------------- helpers
+def _finite(v: float) -> float | None:
+    return float(v) if math.isfinite(v) else None
+
+
+def summarize(values: Tensor) -> dict[str, Any]:
+    """Mean and stderr over datasets of a ``[N, S]`` array, overall and per position n.
+
+    Non-finite results become None (so the dict stays valid JSON).
+    """
+    v = values.double()
+    n = v.shape[0]
+    per_dataset = v.mean(1)
+    se = lambda a: a.std(0, unbiased=True) / math.sqrt(n) if n > 1 else torch.zeros_like(a[0])  # noqa: E731
+    per_n = v.mean(0)
+    return {
+        "mean": _finite(per_dataset.mean().item()),
+        "stderr": _finite(se(per_dataset).item()),
+        "per_n": [_finite(a) for a in per_n.tolist()],
+        "per_n_stderr": [_finite(a) for a in se(v).tolist()],
+    }
+
+
+def head_kind(model: Any) -> str:
+    """ "discrete" (classes/tokens), "bar" (bar distribution), "density" (another continuous
+    density head with ``log_prob``) or "point"."""
+    cfg = model.config
+    kind = getattr(cfg, "kind", None)
+    if kind == "classification" or (
+        kind == "unsupervised" and getattr(cfg, "input_type", "discrete") == "discrete"
+    ):
+        return "discrete"
+    if getattr(cfg, "prediction_type", "distribution") == "point":
+        return "point"
+    return "bar" if getattr(model, "bucketizer", None) is not None else "density"
+
+
+def _check_compatible(model: Any, prior: Any, head: str) -> None:
+    cfg = model.config
+    mname, pname = type(cfg).__name__, type(prior).__name__
+    model_supervised = getattr(cfg, "kind", None) != "unsupervised"
+    if model_supervised != prior.is_supervised:
+        raise ValueError(
+            f"evaluate: the model ({mname}) is {'supervised' if model_supervised else 'unsupervised'}"
+            f" but the prior {pname} is {'supervised' if prior.is_supervised else 'unsupervised'}"
+            " (input_dim={prior.input_dim}); pair a RegressionConfig/ClassificationConfig model "
+            "with an x->y prior and an UnsupervisedConfig model with a y-only prior."
+        )
+    if (head == "discrete") != (prior.target_type == "discrete"):
+        raise ValueError(
+            f"evaluate: the model ({mname}) has a {'discrete' if head == 'discrete' else 'continuous'}"
+            f" head but the prior {pname} has target_type={prior.target_type!r}; use a "
+            "ClassificationConfig / UnsupervisedConfig(input_type='discrete') for discrete y and a "
+            "RegressionConfig / UnsupervisedConfig(input_type='continuous') for continuous y."
+        )
+    if model_supervised and getattr(cfg, "input_dim", prior.input_dim) != prior.input_dim:
+        raise ValueError(
+            f"evaluate: {mname}.input_dim={cfg.input_dim} but the prior {pname} has "
+            f"input_dim={prior.input_dim}."
+        )
+    if head == "discrete":
+        n_out = getattr(cfg, "num_classes", None) or getattr(cfg, "d_vocab", None)
+        if prior.num_classes is not None and n_out is not None and n_out < prior.num_classes:
+            raise ValueError(
+                f"evaluate: the model predicts {n_out} classes/tokens but the prior {pname} has "
+                f"num_classes={prior.num_classes}."
+            )
+
+
+def _forward(model: Any, x: Tensor | None, y: Tensor) -> Tensor:
+    return model(y) if x is None else model(x, y)
+
+
+def _model_device(model: Any, device: Any) -> torch.device:
+    if device is not None:
+        return torch.device(device)
+    dev = getattr(model, "device", None)
+    if isinstance(dev, torch.device):
+        return dev
+    try:
+        return next(model.parameters()).device
+    except (AttributeError, StopIteration, TypeError):
+        return torch.device("cpu")
+
+
+def _singletons(x: Tensor | None, y: Tensor) -> tuple[Tensor | None, Tensor]:
+    """Every position as its own dataset of length 1: ``[B*S, 1(, D)]``."""
+    b, s = y.shape
+    xs = None if x is None else x.reshape(b * s, 1, x.shape[-1])
+    return xs, y.reshape(b * s, 1)
+
+
+def bucket_logits_from_cdf(cdf: Tensor, support: str = "unbounded") -> Tensor:
+    """Log bucket masses of the best bar distribution for a predictive with the given cdf.
+
+    ``cdf [..., K+1]`` is the exact predictive's cdf at all K+1 borders. With unbounded
+    support the edge buckets stand for everything beyond the inner borders (masses F(b_1)
+    and 1 - F(b_{K-1})); with bounded support the mass inside [b_0, b_K] is renormalised.
+    """
+    c = cdf.double()
+    if support == "unbounded":
+        c = torch.cat([torch.zeros_like(c[..., :1]), c[..., 1:-1], torch.ones_like(c[..., :1])], -1)
+    masses = c.diff(dim=-1).clamp_min(0)
+    masses = masses / masses.sum(-1, keepdim=True).clamp_min(1e-300)
+    return masses.clamp_min(1e-300).log()
+
+
+# ----------------------------------------------------------------------------- evaluate
+def evaluate(
+    model: Any,
+    prior: Any,
+    *,
+    num_datasets: int = 2048,
+    seq_len: int | None = None,
+    batch_size: int = 256,
+    seed: int = 0,
+    device: Any = None,
+) -> dict[str, Any]:
+    """Score ``model`` on ``num_datasets`` held-out datasets of length ``seq_len`` from ``prior``.
+
+    Returns a JSON-serialisable dict (see the module doc). Deterministic for a given seed and
+    leaves the caller's global RNG state as it was. The model runs in eval mode under
+    ``torch.inference_mode`` and is put back into its previous mode afterwards.
+    """
+    if seq_len is None or isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
+        raise ValueError(f"evaluate(seq_len={seq_len!r}) is not valid; pass a positive int.")
+    for name, value in (("num_datasets", num_datasets), ("batch_size", batch_size)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+            raise ValueError(f"evaluate({name}={value!r}) is not valid; it must be a positive int.")
+    head = head_kind(model)
+    _check_compatible(model, prior, head)
+    dev = _model_device(model, device)
+    exact = has_exact_posterior(prior)
+    bucketizer = getattr(model, "bucketizer", None) if head == "bar" else None
+    want_floor = bucketizer is not None and exact and hasattr(prior, "exact_predictive_cdf")
+    want_exact_mean = exact and hasattr(prior, "exact_predictive_mean")
+    want_probs = exact and head == "discrete" and hasattr(prior, "exact_predictive_log_probs")
+
+    cols: dict[str, list[Tensor]] = {}
+
+    def put(key: str, value: Tensor) -> None:
+        cols.setdefault(key, []).append(value.detach().to("cpu", torch.float64))
+
+    was_training = getattr(model, "training", False)
+    if hasattr(model, "eval"):
+        model.eval()
+    t0 = time.perf_counter()
+    try:
+        with torch.random.fork_rng(devices=[]), torch.inference_mode():
+            torch.random.default_generator.manual_seed(seed)
+            done = 0
+            while done < num_datasets:
+                b = min(batch_size, num_datasets - done)
+                done += b
+                x, y = prior.generate_batch(b, seq_len)
+                prior.check_batch(x, y, b, seq_len)
+                xd = None if x is None else x.to(dev)
+                logits = _forward(model, xd, y.to(dev))
+                yf = y.double()
+                if head != "point":
+                    put("nll", -model.log_prob(logits, y.to(dev)))
+                ex_logp = None
+                if want_probs:
+                    ex_logp = prior.exact_predictive_log_probs(x, y).double()
+                if ex_logp is not None:  # the same numbers, without a second (MC) pass
+                    put("exact_nll", -ex_logp.gather(-1, y.long().unsqueeze(-1)).squeeze(-1))
+                elif exact:
+                    put("exact_nll", -prior.exact_log_predictive(x, y))
+                if exact:
+                    put("prior_nll", _prior_nll_exact(prior, x, y))
+                elif head != "point":
+                    put("prior_nll", _prior_nll_model(model, xd, y.to(dev), batch_size))
+                if head == "discrete":
+                    pred = model.point_prediction(logits).cpu()
+                    put("correct", (pred == y).double())
+                    if ex_logp is not None:
+                        put("exact_correct", (ex_logp.argmax(-1) == y).double())
+                        model_logp = torch.log_softmax(logits.double(), -1).cpu()
+                        model_logp = model_logp[..., : ex_logp.shape[-1]]
+                        kl = (ex_logp.exp() * (ex_logp - model_logp)).sum(-1)
+                        put("kl", kl)
+                    continue
+                mean = model.point_prediction(logits).double().cpu()
+                put("se", (mean - yf) ** 2)
+                if want_exact_mean:
+                    put("exact_se", (prior.exact_predictive_mean(x, y).double() - yf) ** 2)
+                if bucketizer is not None:
+                    lf = logits.float()
+                    for level in COVERAGE_LEVELS:
+                        lo = bucketizer.quantile(lf, (1 - level) / 2).double().cpu()
+                        hi = bucketizer.quantile(lf, (1 + level) / 2).double().cpu()
+                        put(f"cover{int(level * 100)}", ((yf >= lo) & (yf <= hi)).double())
+                if want_floor:
+                    borders = bucketizer.borders.detach().double().cpu()
+                    cdf = prior.exact_predictive_cdf(x, y, borders)
+                    flog = bucket_logits_from_cdf(cdf, bucketizer.support)
+                    put("floor_nll", -bucketizer.log_prob(flog.to(dev), yf.to(dev)))
+    finally:
+        if was_training and hasattr(model, "train"):
+            model.train()
+    elapsed = time.perf_counter() - t0
+
+    data = {k: torch.cat(v, 0) for k, v in cols.items()}
+    cfg = model.config
+    out: dict[str, Any] = {
+        "prior": type(prior).__name__,
+        "prior_repr": repr(prior),
+        "model_kind": getattr(cfg, "kind", type(cfg).__name__),
+        "head": head,
+        "num_datasets": int(num_datasets),
+        "seq_len": int(seq_len),
+        "seed": int(seed),
+        "has_exact": bool(exact),
+        "eval_time_s": round(elapsed, 3),
+    }
+    if head == "bar":
+        out["num_buckets"] = int(bucketizer.num_buckets)
+        out["bucket_support"] = bucketizer.support
+    for key, name in (
+        ("nll", "nll"),
+        ("exact_nll", "exact_nll"),
+        ("prior_nll", "prior_predictive_nll"),
+        ("se", "mse"),
+        ("exact_se", "exact_mse"),
+        ("correct", "accuracy"),
+        ("exact_correct", "exact_accuracy"),
+        ("floor_nll", "floor_nll"),
+    ):
+        out[name] = summarize(data[key]) if key in data else None
+    out["excess_nll"] = (
+        summarize(data["nll"] - data["exact_nll"])
+        if "nll" in data and "exact_nll" in data
+        else None
+    )
+    out["floor_excess_nll"] = (
+        summarize(data["floor_nll"] - data["exact_nll"]) if "floor_nll" in data else None
+    )
+    if head == "discrete":
+        # KL(exact || PFN): summed over the support when the exact probabilities are known,
+        # else its paired Monte-Carlo estimate, the excess NLL.
+        out["kl"] = summarize(data["kl"]) if "kl" in data else out["excess_nll"]
+    else:
+        out["kl"] = out["excess_nll"]
+    out["coverage"] = None
+    if bucketizer is not None:
+        out["coverage"] = {
+            str(level): summarize(data[f"cover{int(level * 100)}"]) for level in COVERAGE_LEVELS
+        }
+    # paired NLL_PFN - NLL_prior-predictive: "beats" when below zero by > 2 stderr
+    gain = (
+        summarize(data["nll"] - data["prior_nll"])
+        if "nll" in data and "prior_nll" in data
+        else None
+    )
+    out["nll_minus_prior_predictive"] = gain
+    out["beats_prior_predictive"] = (
+        bool(gain["mean"] < -1e-6 and gain["mean"] + 2 * gain["stderr"] < 0)
+        if gain is not None and gain["mean"] is not None and gain["stderr"] is not None
+        else None
+    )
+    return out
+
+
+def _prior_nll_exact(prior: Any, x: Tensor | None, y: Tensor) -> Tensor:
+    """NLL of the exact n = 0 (prior) predictive at every position."""
+    b, s = y.shape
+    xs, ys = _singletons(x, y)
+    return -prior.exact_log_predictive(xs, ys).reshape(b, s)
+
+
+def _prior_nll_model(model: Any, x: Tensor | None, y: Tensor, chunk: int) -> Tensor:
+    """NLL of the PFN's own n = 0 prediction (no context) at every position."""
+    b, s = y.shape
+    if x is None:  # unsupervised: the n = 0 prediction is the same for every position
+        logits0 = model(y[:, :1])[:, :1]
+        return -model.log_prob(logits0.expand(b, s, -1), y)
+    xs, ys = _singletons(x, y)
+    parts = []
+    step = max(1, chunk * 16)
+    for i in range(0, xs.shape[0], step):
+        logits = model(xs[i : i + step], ys[i : i + step])
+        parts.append(-model.log_prob(logits, ys[i : i + step]))
+    return torch.cat(parts, 0).reshape(b, s)
