@@ -18,6 +18,7 @@ def supervised_configs():
         yield RegressionConfig(**SMALL, input_dim=D, mask_type=mask, prediction_type="point")
         yield RegressionConfig(**SMALL, input_dim=D, mask_type=mask, bucket_support="bounded")
         yield ClassificationConfig(**SMALL, input_dim=D, num_classes=4, mask_type=mask)
+        yield RegressionConfig(**SMALL, input_dim=D, mask_type=mask, x_encoder="linear")
 
 
 def unsupervised_configs():
@@ -243,3 +244,23 @@ def test_config_dict_round_trip():
         assert back.to_dict() == cfg.to_dict()
     with pytest.raises(ConfigError, match="unknown fields"):
         config_from_dict({"kind": "regression", "n_layer": 2})
+
+
+def test_logits_stay_float32_under_bf16_autocast():
+    model = PFN(RegressionConfig(**SMALL, input_dim=D, x_encoder="mlp"))
+    x, y = batch_for(model.config)
+    reference = model(x, y)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        logits = model(x, y)
+    assert logits.dtype == torch.float32
+    # bf16 trunk, fp32 head: close to the fp32 model, not bit-equal
+    assert (logits - reference).abs().max() < 0.05
+
+
+def test_mlp_x_encoder_adds_its_own_weights():
+    linear = PFN(RegressionConfig(**SMALL, input_dim=D, x_encoder="linear"))
+    mlp = PFN(RegressionConfig(**SMALL, input_dim=D))  # the default
+    extra = set(mlp.state_dict()) - set(linear.state_dict())
+    assert extra == {"W_x2", "b_x2"}
+    with pytest.raises(ConfigError, match="x_encoder='deep'"):
+        RegressionConfig(x_encoder="deep")
