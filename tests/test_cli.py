@@ -7,6 +7,7 @@ the plumbing (run folders, status, resume, errors), not model quality.
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import signal
 import subprocess
@@ -306,34 +307,25 @@ def test_multirun_2x2_lands_in_job_folders(tmp_path):
 
 
 # ---------------------------------------------------------------------------- user prior
-USER_PRIOR = """
-import math
-import torch
-from pfn_transformers import DataGenerator
+README = Path(__file__).resolve().parents[1] / "README.md"
 
 
-class SinePrior(DataGenerator):
-    target_type = "continuous"
-
-    def __init__(self, amplitude=1.0, max_freq=2.0, noise_std=0.1):
-        self.input_dim = 1
-        self.amplitude, self.max_freq, self.noise_std = amplitude, max_freq, noise_std
-
-    def generate_batch(self, batch_size, seq_len):
-        x = torch.rand(batch_size, seq_len, 1) * 2 - 1
-        a = torch.rand(batch_size, 1) * self.amplitude
-        f = torch.rand(batch_size, 1) * self.max_freq
-        phase = torch.rand(batch_size, 1) * 2 * math.pi
-        y = a * torch.sin(2 * math.pi * f * x[..., 0] + phase)
-        return x, y + self.noise_std * torch.randn(batch_size, seq_len)
-"""
+def readme_block(after: str, lang: str) -> str:
+    """The first ``lang`` code block after the line ``after`` in the README's user-prior section."""
+    text = README.read_text()
+    section = text[text.index("## Your own prior") :]
+    rest = section[section.index(after) :]
+    match = re.search(rf"```{lang}\n(.*?)```", rest, re.S)
+    assert match, f"README lost its {after} block"
+    return match.group(1)
 
 
 def test_user_prior_from_own_config_dir(tmp_path):
-    (tmp_path / "my_priors.py").write_text(USER_PRIOR)
+    # exactly the files the README tells users to write
+    (tmp_path / "my_priors.py").write_text(readme_block("`my_priors.py`", "python"))
     (tmp_path / "my_conf" / "prior").mkdir(parents=True)
     (tmp_path / "my_conf" / "prior" / "sine.yaml").write_text(
-        "_target_: my_priors.SinePrior\namplitude: 1.0\nmax_freq: 2.0\nnoise_std: 0.1\n"
+        readme_block("`my_conf/prior/sine.yaml`", "yaml")
     )
     help_text = run_pfn(["train", "--config-dir", "my_conf", "--help"], tmp_path).stdout
     assert "sine" in help_text
