@@ -10,7 +10,6 @@ from __future__ import annotations
 
 from abc import ABC, abstractmethod
 
-import torch
 from torch import Tensor
 
 # Values of ``DataGenerator.target_type``: what y holds.
@@ -87,8 +86,3 @@ def has_exact_posterior(generator: object) -> bool:
     """True when the generator provides an exact posterior predictive."""
     method = getattr(type(generator), "exact_log_predictive", None)
     return method is not None and method is not ExactPosteriorMixin.exact_log_predictive
-
-
-def as_float(t: Tensor) -> Tensor:
-    """float32 view of a tensor (generators return float32 x and continuous y)."""
-    return t if t.dtype == torch.float32 else t.float()
