@@ -33,6 +33,7 @@ def test_top_level_and_submodule_imports():
         TrainingConfig,
         UnsupervisedBayesian,
         UnsupervisedConfig,
+        WandbLogger,
         bayes,
         checkpointing,
         configs,
@@ -40,6 +41,7 @@ def test_top_level_and_submodule_imports():
         generators,
         sample_batch,
         train,
+        wandb,
     )
     from pfn_transformers.bayes import Likelihood, Prior  # noqa: F401
     from pfn_transformers.configs import Classification, Regression, Unsupervised
@@ -55,6 +57,10 @@ def test_top_level_and_submodule_imports():
     assert Deterministic is DeterministicGenerator and Bayesian is BayesianGenerator
     assert Dataset is DatasetGenerator and UB is UnsupervisedBayesian
     assert callable(pfn_transformers.train)
+    assert wandb.__name__ == "pfn_transformers.wandb" and WandbLogger.__module__.startswith(
+        wandb.__name__
+    )
+    assert set(pfn_transformers.__all__) <= set(dir(pfn_transformers)) | {"WandbLogger", "wandb"}
 
 
 def test_option_a_deterministic():
