@@ -125,7 +125,7 @@ TASKS: dict[str, dict[str, Any]] = {
         "train": {
             "batch_size": 64,
             "num_steps": 12000,
-            "learning_rate": 2e-3,
+            "learning_rate": 3e-3,
             "warmup_steps": 500,
             "precision": "bf16",
         },
@@ -150,7 +150,7 @@ TASKS: dict[str, dict[str, Any]] = {
         "train": {
             "batch_size": 64,
             "num_steps": 12000,
-            "learning_rate": 2e-3,
+            "learning_rate": 3e-3,
             "warmup_steps": 500,
             "precision": "bf16",
         },
