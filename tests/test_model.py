@@ -264,3 +264,19 @@ def test_mlp_x_encoder_adds_its_own_weights():
     assert extra == {"W_x2", "b_x2"}
     with pytest.raises(ConfigError, match="x_encoder='deep'"):
         RegressionConfig(x_encoder="deep")
+
+
+def test_cpu_bf16_autocast_uses_matmul_attention_and_auto_precision_follows_the_cpu():
+    from pfn_transformers.training.loop import _autocast
+    from pfn_transformers.utils import has_fast_bf16
+
+    model = PFN(RegressionConfig(**SMALL, input_dim=D))
+    attn = model.blocks[0].attn
+    x = torch.randn(1, 3, SMALL["d_model"])
+    assert not attn.needs_explicit_path(x)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert attn.needs_explicit_path(x)
+    cpu = torch.device("cpu")
+    for precision, expected in (("fp32", False), ("bf16", True), ("auto", has_fast_bf16(cpu))):
+        with _autocast(cpu, precision):
+            assert torch.is_autocast_enabled("cpu") is expected, precision
