@@ -59,18 +59,8 @@ def model_kind_from_target(target: str | None, input_type: str | None) -> tuple 
 
 def model_kind_from_config(model_config: Any) -> tuple | None:
     """Same, for an instantiated model config (e.g. from a checkpoint)."""
-    kind = getattr(model_config, "kind", None) or type(model_config).__name__
-    table = {"RegressionConfig": "regression", "ClassificationConfig": "classification"}
-    kind = table.get(kind, kind)
-    if kind == "UnsupervisedConfig":
-        kind = "unsupervised"
-    if kind == "regression":
-        return ("regression", True, "continuous")
-    if kind == "classification":
-        return ("classification", True, "discrete")
-    if kind == "unsupervised":
-        return ("unsupervised", False, getattr(model_config, "input_type", "discrete"))
-    return None
+    target = type(model_config).__name__
+    return model_kind_from_target(target, getattr(model_config, "input_type", None))
 
 
 def prior_kind(prior: Any) -> tuple[bool, str]:

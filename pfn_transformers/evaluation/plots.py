@@ -20,6 +20,14 @@ def _plt():
     return plt
 
 
+def _save(fig: Any, path: Path) -> Path:
+    """Write a finished figure as PNG and free it (figures are not kept open)."""
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    _plt().close(fig)
+    return path
+
+
 def _series(stat: dict | None) -> tuple[list[int], list[float], list[float]] | None:
     if not stat or not stat.get("per_n"):
         return None
@@ -77,11 +85,7 @@ def plot_evaluation(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
     ax.set_ylabel("nats")
     if ax.get_legend_handles_labels()[0]:
         ax.legend()
-    fig.tight_layout()
-    path = out_dir / "nll_vs_context.png"
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-    paths.append(path)
+    paths.append(_save(fig, out_dir / "nll_vs_context.png"))
 
     coverage = results.get("coverage")
     if coverage:
@@ -96,11 +100,7 @@ def plot_evaluation(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
         ax.set_ylabel("observed coverage")
         ax.set_title(f"calibration: {title}")
         ax.legend()
-        fig.tight_layout()
-        path = out_dir / "calibration.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(_save(fig, out_dir / "calibration.png"))
 
     if results.get("accuracy"):
         pairs, name, ylabel = (("accuracy", "PFN"), ("exact_accuracy", "exact")), "accuracy", "acc"
@@ -116,11 +116,7 @@ def plot_evaluation(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
         ax.set_ylabel(ylabel)
         ax.set_title(f"{name}: {title}")
         ax.legend()
-        fig.tight_layout()
-        path = out_dir / f"{name}_vs_context.png"
-        fig.savefig(path, dpi=100)
-        plt.close(fig)
-        paths.append(path)
+        paths.append(_save(fig, out_dir / f"{name}_vs_context.png"))
     return paths
 
 
@@ -194,7 +190,4 @@ def plot_predictive_bands(
     ax.set_ylabel("y")
     ax.set_title(f"{type(prior).__name__}: posterior predictive, n={num_context}")
     ax.legend(fontsize=8, loc="best")
-    fig.tight_layout()
-    fig.savefig(out_path, dpi=100)
-    plt.close(fig)
-    return out_path
+    return _save(fig, out_path)
