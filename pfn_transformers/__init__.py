@@ -15,11 +15,12 @@ from .data.generators import (
     DatasetGenerator,
     DeterministicGenerator,
     UnsupervisedBayesian,
-    sample_batch,
 )
+from .data.protocol import describe_generator, sample_batch
 from .model.bucketizer import Bucketizer, estimate_riemann_borders
 from .model.configs import ClassificationConfig, RegressionConfig, UnsupervisedConfig
 from .model.pfn import PFN, PFNModel
+from .task import IncompatibleTaskError, TaskSpec, check_compatible
 from .training.config import TrainingConfig
 from .training.loop import train
 
@@ -46,15 +47,19 @@ __all__ = [
     "DataGenerator",
     "DatasetGenerator",
     "DeterministicGenerator",
+    "IncompatibleTaskError",
     "PFNModel",
     "RegressionConfig",
+    "TaskSpec",
     "TrainingConfig",
     "UnsupervisedBayesian",
     "UnsupervisedConfig",
     "WandbLogger",
     "bayes",
+    "check_compatible",
     "checkpointing",
     "configs",
+    "describe_generator",
     "estimate_riemann_borders",
     "generators",
     "sample_batch",

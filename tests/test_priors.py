@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from pfn_transformers import describe_generator, sample_batch
 from pfn_transformers.data.base import DataGenerator, has_exact_posterior
 from pfn_transformers.priors import (
     CategoricalPrior,
@@ -51,7 +52,10 @@ def test_shapes_dtypes_and_contract(cls, kwargs, exact):
     assert isinstance(prior, DataGenerator)
     assert has_exact_posterior(prior) == exact
     x, y = prior.generate_batch(5, 7)
-    prior.check_batch(x, y, 5, 7)
+    assert sample_batch(prior, 5, 7)[1].shape == (5, 7)
+    spec = describe_generator(prior)  # attributes and one sample agree
+    assert (spec.supervised, spec.input_dim) == (prior.input_dim is not None, prior.input_dim)
+    assert (spec.target_type, spec.num_classes) == (prior.target_type, prior.num_classes)
     if prior.input_dim is None:
         assert x is None
     else:

@@ -1,18 +1,26 @@
-"""The data-generator contract every generator and prior follows.
+"""The data-generator protocol's optional base class, and the exact-posterior mixin.
 
-A generator draws whole datasets (sequences) from a prior. ``generate(seq_len)`` keeps the
-spec's one-sequence shapes; ``generate_batch(batch_size, seq_len)`` is the vectorised path
-that training, ``sample_batch`` and evaluation use. Randomness comes from torch's global
-generator, so ``torch.manual_seed`` makes draws reproducible.
+A data generator is *any* object with one of
+
+- ``generate(seq_len)`` -> ``(x [seq, input_dim], y [seq])``, or ``y [seq]`` without x
+  (the spec's one-sequence form), or
+- ``generate_batch(batch_size, seq_len)`` -> ``(x [batch, seq, input_dim] | None, y [batch, seq])``.
+
+Subclassing ``DataGenerator`` is optional: it fills in whichever of the two methods a
+subclass leaves out and gives ``sample_targets`` and a readable repr. What the library needs
+to know about a generator (supervised or not, ``input_dim``, continuous or discrete targets,
+``num_classes``) is read from attributes when present and otherwise from one sample; see
+``pfn_transformers.data.protocol``. Randomness comes from torch's global generator, so
+``torch.manual_seed`` makes draws reproducible.
 """
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+from typing import Any
 
 from torch import Tensor
 
-# Values of ``DataGenerator.target_type``: what y holds.
+# Values of ``target_type``: what y holds.
 TARGET_TYPES = ("continuous", "discrete")
 
 
@@ -20,54 +28,64 @@ class PriorShapeError(ValueError):
     """A prior or generator produced samples of the wrong shape or dtype."""
 
 
-class DataGenerator(ABC):
-    """Base class: draws datasets of (x, y) pairs, or y alone when unsupervised.
+class DataGenerator:
+    """Optional base class of data generators: implement ``generate`` or ``generate_batch``.
 
-    Attributes subclasses set:
-        input_dim: feature dimension of x, or None when unsupervised.
-        target_type: "continuous" (float y) or "discrete" (long y in [0, num_classes)).
-        num_classes: number of classes/tokens for discrete y, else None.
+    Attributes a subclass may set (each is inferred from a sample when absent):
+        input_dim: feature dimension of x, or None when there is no x.
+        target_type: "continuous" (float y) or "discrete" (integer y in [0, num_classes)).
+        num_classes: number of classes/tokens of a discrete y.
     """
 
-    input_dim: int | None = None
-    target_type: str = "continuous"
-    num_classes: int | None = None
+    def __new__(cls, *args: Any, **kwargs: Any) -> DataGenerator:
+        if (
+            cls.generate is DataGenerator.generate
+            and cls.generate_batch is DataGenerator.generate_batch
+        ):
+            raise TypeError(
+                f"{cls.__name__} is a DataGenerator without a way to draw data; implement "
+                "generate(seq_len) -> (x [seq, input_dim], y [seq]) or y [seq], or "
+                "generate_batch(batch_size, seq_len) -> (x [batch, seq, input_dim] | None, "
+                "y [batch, seq])."
+            )
+        return super().__new__(cls)
 
-    @property
-    def is_supervised(self) -> bool:
-        return self.input_dim is not None
-
-    @abstractmethod
     def generate_batch(self, batch_size: int, seq_len: int) -> tuple[Tensor | None, Tensor]:
-        """Draw ``batch_size`` independent datasets.
+        """``batch_size`` independent datasets from the subclass's one-sequence ``generate``.
 
-        Returns ``(x, y)`` with x ``[batch, seq, input_dim]`` float32 (None when
-        unsupervised) and y ``[batch, seq]`` (float32, or int64 when discrete).
+        Vectorised with ``torch.func.vmap`` where that is safe, else a loop
+        (``pfn_transformers.data.protocol``).
         """
+        from .protocol import batch_source
+
+        return batch_source(self).draw_from_generate(batch_size, seq_len)
 
     def generate(self, seq_len: int) -> tuple[Tensor, Tensor] | Tensor:
         """One dataset: ``(x [seq, input_dim], y [seq])``, or ``y [seq]`` when unsupervised."""
-        x, y = self.generate_batch(1, seq_len)
+        from .protocol import batch_source
+
+        x, y = batch_source(self).sample(1, seq_len)
         return y[0] if x is None else (x[0], y[0])
 
-    def check_batch(self, x: Tensor | None, y: Tensor, batch_size: int, seq_len: int) -> None:
-        """Raise PriorShapeError naming the generator when a batch has the wrong shape."""
-        name = type(self).__name__
-        if tuple(y.shape) != (batch_size, seq_len):
-            raise PriorShapeError(
-                f"{name} produced y of shape {tuple(y.shape)}; expected "
-                f"[batch_size, seq_len] = [{batch_size}, {seq_len}]."
-            )
-        if self.input_dim is None:
-            if x is not None:
-                raise PriorShapeError(f"{name} is unsupervised (input_dim=None) but produced x.")
-            return
-        if x is None or tuple(x.shape) != (batch_size, seq_len, self.input_dim):
-            got = None if x is None else tuple(x.shape)
-            raise PriorShapeError(
-                f"{name} produced x of shape {got}; expected [batch_size, seq_len, input_dim] = "
-                f"[{batch_size}, {seq_len}, {self.input_dim}]."
-            )
+    def sample_targets(self, n: int) -> Tensor:
+        """``n`` draws of y from the prior predictive, flattened to ``[n]``.
+
+        Each draw is position 0 of its own dataset, which for every exchangeable prior has the
+        same law as any other position.
+        """
+        if n <= 0:
+            raise ValueError(f"{type(self).__name__}.sample_targets: n={n} must be positive.")
+        from .protocol import batch_source
+
+        _, y = batch_source(self).sample(n, 1)
+        return y.reshape(-1)
+
+    def _hparams(self) -> dict[str, Any]:
+        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
+
+    def __repr__(self) -> str:
+        args = ", ".join(f"{k}={v!r}" for k, v in self._hparams().items())
+        return f"{type(self).__name__}({args})"
 
 
 class ExactPosteriorMixin:

@@ -12,7 +12,7 @@ from torch.distributions import Distribution
 
 def _sample_params(source: Any, n: int) -> Tensor:
     """n parameter draws from a torch Distribution, a ``Prior`` or a callable ``f(n)``."""
-    if isinstance(source, Distribution):
+    if isinstance(source, Distribution | Prior):
         return source.sample((n,))
     if hasattr(source, "sample"):
         return source.sample(n)
@@ -25,9 +25,19 @@ def _sample_params(source: Any, n: int) -> Tensor:
 
 
 class Prior:
-    """A prior over parameters theta, wrapping a torch distribution (or a sampler ``f(n)``)."""
+    """A prior over parameters theta, wrapping a torch distribution (or a sampler ``f(n)``).
 
-    def __init__(self, distribution: Distribution | Callable[[int], Tensor]) -> None:
+    ``base_distribution=`` is accepted as well (the earlier implementation's spelling).
+    """
+
+    def __init__(
+        self,
+        distribution: Distribution | Callable[[int], Tensor] | None = None,
+        *,
+        base_distribution: Distribution | None = None,
+    ) -> None:
+        if distribution is None:
+            distribution = base_distribution
         if not isinstance(distribution, Distribution) and not callable(distribution):
             raise TypeError(
                 f"Prior(distribution={distribution!r}) is not valid; pass a "
@@ -35,9 +45,22 @@ class Prior:
             )
         self.distribution = distribution
 
-    def sample(self, n: int) -> Tensor:
-        """n independent draws, shape [n, *event_shape]."""
-        return _sample_params(self.distribution, n)
+    @property
+    def base_distribution(self) -> Distribution | Callable[[int], Tensor]:
+        return self.distribution
+
+    def sample(self, sample_shape: int | tuple[int, ...] | torch.Size = ()) -> Tensor:
+        """Draws of shape ``[*sample_shape, *event_shape]`` (an int n means ``(n,)``)."""
+        if isinstance(sample_shape, int):
+            sample_shape = (sample_shape,)
+        shape = tuple(sample_shape)
+        if isinstance(self.distribution, Distribution):
+            return self.distribution.sample(shape)
+        n = 1
+        for s in shape:
+            n *= s
+        draws = torch.as_tensor(self.distribution(n))
+        return draws.reshape(*shape, *draws.shape[1:])
 
     def log_prob(self, theta: Tensor) -> Tensor:
         if not isinstance(self.distribution, Distribution):
@@ -52,20 +75,25 @@ class Likelihood:
     """p(y | x, theta): a torch distribution class whose arguments a parameterizer computes.
 
     ``parameterizer(theta, x)`` maps one parameter draw and one sequence of inputs x
-    ``[seq, input_dim]`` to the distribution's keyword arguments (tensors of shape [seq] or
-    scalars). It is written for one sequence and vectorised with ``torch.func.vmap``.
-    ``distribution_class`` may also be passed positionally or as ``base_distribution``.
+    ``[seq, input_dim]`` to the distribution's keyword arguments (tensors of shape [seq], or
+    per-sequence scalars, which are broadcast over the sequence). It is written for one
+    sequence and vectorised with ``torch.func.vmap``. The distribution may be given as a
+    class (``distribution_class=torch.distributions.Normal``, also positionally) or, as in
+    the earlier implementation, as an instance whose class is used
+    (``base_distribution=torch.distributions.Normal(0, 1)``).
     """
 
     def __init__(
         self,
-        distribution_class: type[Distribution] | None = None,
+        distribution_class: type[Distribution] | Distribution | None = None,
         parameterizer: Callable[[Tensor, Tensor], dict[str, Any]] | None = None,
         input_dim: int = 1,
         *,
-        base_distribution: type[Distribution] | None = None,
+        base_distribution: type[Distribution] | Distribution | None = None,
     ) -> None:
         cls = distribution_class if distribution_class is not None else base_distribution
+        if isinstance(cls, Distribution):
+            cls = type(cls)
         if cls is None or not (isinstance(cls, type) and issubclass(cls, Distribution)):
             raise TypeError(
                 f"Likelihood(distribution_class={cls!r}) is not valid; pass a "
@@ -83,6 +111,12 @@ class Likelihood:
         self.distribution_class = cls
         self.parameterizer = parameterizer
         self.input_dim = input_dim
+
+    @property
+    def discrete(self) -> bool:
+        """True when the distribution draws integers (Bernoulli, Categorical, Poisson, ...)."""
+        support = getattr(self.distribution_class, "support", None)
+        return bool(getattr(support, "is_discrete", False))
 
     def distribution(self, params: dict[str, Any]) -> Distribution:
         """The distribution of y given already-computed (batched) parameters."""

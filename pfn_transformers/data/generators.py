@@ -17,6 +17,7 @@ from torch.distributions import Distribution
 
 from .base import DataGenerator, PriorShapeError
 from .bayes import Likelihood, Prior, _sample_params
+from .protocol import sample_batch
 
 
 class ParameterizerError(TypeError):
@@ -80,14 +81,24 @@ def _tensor_outputs(fn: Callable) -> Callable:
     return wrapped
 
 
-def _sample_y(likelihood: Likelihood, params: dict[str, Tensor]) -> tuple[Tensor, bool]:
-    """Draw y from the likelihood with batched params; returns (y, is_discrete)."""
-    # A per-sequence scalar (e.g. a fixed scale) comes out of vmap as [B]: broadcast it over seq.
-    params = {k: v.unsqueeze(-1) if v.ndim == 1 else v for k, v in params.items()}
-    dist = likelihood.distribution(params)
-    y = dist.sample()
-    discrete = bool(getattr(dist.support, "is_discrete", False))
-    return (y.long() if discrete else y.float()), discrete
+def _sample_y(likelihood: Likelihood, params: dict[str, Tensor], seq_len: int) -> Tensor:
+    """Draw y [B, S] from the likelihood with batched params.
+
+    A per-sequence scalar parameter (``{"probs": theta}``, ``"scale": 0.1``) comes out of vmap
+    as [B]; it is broadcast over the sequence so every position gets a draw.
+    """
+    params = {
+        k: v.unsqueeze(-1).expand(-1, seq_len) if v.ndim == 1 else v for k, v in params.items()
+    }
+    y = likelihood.distribution(params).sample()
+    batch = next(iter(params.values())).shape[0] if params else 1
+    if tuple(y.shape) != (batch, seq_len):
+        raise PriorShapeError(
+            f"the likelihood {likelihood!r} drew y of shape {tuple(y.shape)} for a batch of "
+            f"{batch} sequences of length {seq_len}; the parameterizer must return per-position "
+            "parameters of shape [seq] (or per-sequence scalars, broadcast over the sequence)."
+        )
+    return y.long() if likelihood.discrete else y.float()
 
 
 class DeterministicGenerator(DataGenerator):
@@ -95,6 +106,8 @@ class DeterministicGenerator(DataGenerator):
 
     ``function(x [seq, input_dim], params) -> y [seq]`` is written for one sequence.
     """
+
+    target_type = "continuous"
 
     def __init__(
         self,
@@ -144,11 +157,9 @@ class BayesianGenerator(DataGenerator):
             )
         self.prior = prior
         self.likelihood = likelihood
-        self.input_dim = likelihood.input_dim
+        self.input_dim: int | None = likelihood.input_dim
         self.x_distribution = x_distribution
-        support = getattr(likelihood.distribution_class, "support", None)
-        if getattr(support, "is_discrete", False):
-            self.target_type = "discrete"
+        self.target_type = "discrete" if likelihood.discrete else "continuous"
         self._params = _Vectorised(_tensor_outputs(likelihood.parameterizer), type(self).__name__)
 
     def _inputs(self, batch_size: int, seq_len: int) -> Tensor:
@@ -157,10 +168,8 @@ class BayesianGenerator(DataGenerator):
     def generate_batch(self, batch_size: int, seq_len: int) -> tuple[Tensor | None, Tensor]:
         theta = _sample_params(self.prior, batch_size)
         x = self._inputs(batch_size, seq_len)
-        y, discrete = _sample_y(self.likelihood, self._params(theta, x))
-        if discrete:
-            self.target_type = "discrete"
-        return (x if self.is_supervised else None), y
+        y = _sample_y(self.likelihood, self._params(theta, x), seq_len)
+        return (x if self.input_dim is not None else None), y
 
 
 class UnsupervisedBayesian(BayesianGenerator):
@@ -193,8 +202,10 @@ class DatasetGenerator(DataGenerator):
         self.x_data = x_data.float()
         self.sequential = sequential
         self.input_dim = x_data.shape[1]
+        self.num_classes: int | None = None
         if y_data.is_floating_point():
             self.y_data = y_data.float()
+            self.target_type = "continuous"
         else:
             self.y_data = y_data.long()
             self.target_type = "discrete"
@@ -215,20 +226,10 @@ class DatasetGenerator(DataGenerator):
         return self.x_data[idx], self.y_data[idx]
 
 
-def sample_batch(
-    data_generator: DataGenerator, batch_size: int, seq_len: int
-) -> tuple[Tensor | None, Tensor]:
-    """``(x [B, S, D] or None, y [B, S])`` from any generator, through its vectorised path."""
-    for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
-        if not isinstance(value, int) or value <= 0:
-            raise ValueError(
-                f"sample_batch({name}={value!r}) is not valid; it must be a positive int."
-            )
-    if not isinstance(data_generator, DataGenerator):
-        raise TypeError(
-            f"sample_batch got {type(data_generator).__name__}; pass a pfn_transformers data "
-            "generator (a DataGenerator subclass)."
-        )
-    x, y = data_generator.generate_batch(batch_size, seq_len)
-    data_generator.check_batch(x, y, batch_size, seq_len)
-    return x, y
+__all__ = [
+    "BayesianGenerator",
+    "DatasetGenerator",
+    "DeterministicGenerator",
+    "UnsupervisedBayesian",
+    "sample_batch",
+]

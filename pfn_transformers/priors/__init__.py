@@ -1,6 +1,6 @@
 """A catalogue of ready priors, each a plain class a Hydra YAML can name with ``_target_``.
 
-Every prior subclasses ``pfn_transformers.data.base.DataGenerator`` (vectorised
+Every prior subclasses ``pfn_transformers.DataGenerator`` (vectorised
 ``generate_batch``) and offers ``sample_targets(n)``; continuous ones add
 ``suggested_y_range``; those with an exact posterior predictive implement
 ``exact_log_predictive(x, y) -> [B, S]`` (``ExactPosteriorMixin``).
@@ -25,7 +25,6 @@ from pfn_transformers.priors._common import (
     ContinuousTargetMixin,
     DiscretePredictiveMixin,
     GaussianPredictiveMixin,
-    Prior,
     betainc,
     student_t_cdf,
 )
@@ -59,7 +58,6 @@ __all__ = [
     "MarkovChainPrior",
     "NormalInverseGammaPrior",
     "PolynomialPrior",
-    "Prior",
     "StepSinePrior",
     "betainc",
     "load_dataset_generator",

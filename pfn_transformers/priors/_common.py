@@ -1,4 +1,4 @@
-"""Shared pieces of the prior catalogue: base class, Gaussian/Student-t predictive helpers."""
+"""Shared pieces of the prior catalogue: y-range and Gaussian/Student-t predictive helpers."""
 
 from __future__ import annotations
 
@@ -8,41 +8,16 @@ from collections.abc import Sequence
 import torch
 from torch import Tensor
 
-from pfn_transformers.data.base import DataGenerator
-
 # Draws used by ``suggested_y_range`` (fixed seed, so the range is reproducible).
 _RANGE_SAMPLES = 100_000
 _RANGE_SEED = 12345
 
 
-class Prior(DataGenerator):
-    """Base of the catalogue's priors.
-
-    Adds ``sample_targets(n)`` (y draws for ``estimate_riemann_borders``) and a readable repr
-    listing the constructor's hyperparameters.
-    """
-
-    def sample_targets(self, n: int) -> Tensor:
-        """``n`` draws of y from the prior predictive, flattened to ``[n]``.
-
-        Each draw is position 0 of its own dataset, which for every exchangeable prior has the
-        same law as any other position.
-        """
-        if n <= 0:
-            raise ValueError(f"{type(self).__name__}.sample_targets: n={n} must be positive.")
-        _, y = self.generate_batch(n, 1)
-        return y.reshape(-1)
-
-    def _hparams(self) -> dict:
-        return {k: v for k, v in vars(self).items() if not k.startswith("_")}
-
-    def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self._hparams().items())
-        return f"{type(self).__name__}({args})"
-
-
 class ContinuousTargetMixin:
     """Continuous-y priors: ``suggested_y_range`` for uniform bar-distribution borders."""
+
+    target_type = "continuous"
+    num_classes = None
 
     #: central prior-predictive mass the suggested range covers
     y_range_coverage: float = 0.999

@@ -12,11 +12,10 @@ import math
 import torch
 from torch import Tensor
 
-from pfn_transformers.data.base import ExactPosteriorMixin
+from pfn_transformers.data.base import DataGenerator, ExactPosteriorMixin
 from pfn_transformers.priors._common import (
     ContinuousTargetMixin,
     GaussianPredictiveMixin,
-    Prior,
     as_float_list,
     check_int,
     check_positive,
@@ -37,7 +36,7 @@ def _check_x_range(owner: str, x_low: float, x_high: float) -> None:
 
 
 class LinearRegressionPrior(
-    GaussianPredictiveMixin, ContinuousTargetMixin, ExactPosteriorMixin, Prior
+    GaussianPredictiveMixin, ContinuousTargetMixin, ExactPosteriorMixin, DataGenerator
 ):
     """Bayesian linear regression: y = w^T phi(x) (+ b) + eps.
 
@@ -166,7 +165,7 @@ class PolynomialPrior(LinearRegressionPrior):
         return {k: getattr(self, k) for k in keys}
 
 
-class GPPrior(GaussianPredictiveMixin, ContinuousTargetMixin, ExactPosteriorMixin, Prior):
+class GPPrior(GaussianPredictiveMixin, ContinuousTargetMixin, ExactPosteriorMixin, DataGenerator):
     """Gaussian-process regression with an RBF kernel.
 
     f ~ GP(0, k), k(x, x') = outputscale * exp(-|x - x'|^2 / (2 lengthscale^2)),
@@ -241,7 +240,7 @@ _ACTIVATIONS = {
 }
 
 
-class MLPPrior(ContinuousTargetMixin, Prior):
+class MLPPrior(ContinuousTargetMixin, DataGenerator):
     """Random Bayesian neural network: y = MLP_theta(x) + eps (no exact predictive).
 
     ``layers`` hidden layers of width ``hidden``; weights ~ N(0, weight_std^2 / fan_in),
@@ -298,7 +297,7 @@ class MLPPrior(ContinuousTargetMixin, Prior):
         return x, y
 
 
-class StepSinePrior(ContinuousTargetMixin, Prior):
+class StepSinePrior(ContinuousTargetMixin, DataGenerator):
     """Nonlinear step/sine mixture (no exact predictive).
 
     Each dataset picks a component with probabilities ``mixture`` = [sine, steps, both] and a

@@ -11,11 +11,10 @@ import math
 import torch
 from torch import Tensor
 
-from pfn_transformers.data.base import ExactPosteriorMixin
+from pfn_transformers.data.base import DataGenerator, ExactPosteriorMixin
 from pfn_transformers.priors._common import (
     ContinuousTargetMixin,
     DiscretePredictiveMixin,
-    Prior,
     as_float_list,
     check_int,
     check_positive,
@@ -25,7 +24,7 @@ from pfn_transformers.priors._common import (
 )
 
 
-class CoinFlipPrior(DiscretePredictiveMixin, ExactPosteriorMixin, Prior):
+class CoinFlipPrior(DiscretePredictiveMixin, ExactPosteriorMixin, DataGenerator):
     """Beta-Bernoulli coin: theta ~ Beta(alpha, beta), y_i ~ Bernoulli(theta), y in {0, 1}.
 
     Exact predictive p(y_n = 1 | y_<n) = (alpha + k) / (alpha + beta + n), k the heads in y_<n.
@@ -55,7 +54,7 @@ class CoinFlipPrior(DiscretePredictiveMixin, ExactPosteriorMixin, Prior):
         return torch.stack([torch.log1p(-p1), p1.log()], dim=-1)
 
 
-class CategoricalPrior(DiscretePredictiveMixin, ExactPosteriorMixin, Prior):
+class CategoricalPrior(DiscretePredictiveMixin, ExactPosteriorMixin, DataGenerator):
     """Dirichlet-categorical: p ~ Dirichlet(alpha), y_i ~ Categorical(p), y in [0, K).
 
     ``concentration`` is one number (symmetric alpha_j) or a list of K numbers. Exact
@@ -102,7 +101,7 @@ class CategoricalPrior(DiscretePredictiveMixin, ExactPosteriorMixin, Prior):
         return torch.log(a + counts) - torch.log(a.sum() + n)
 
 
-class MarkovChainPrior(DiscretePredictiveMixin, ExactPosteriorMixin, Prior):
+class MarkovChainPrior(DiscretePredictiveMixin, ExactPosteriorMixin, DataGenerator):
     """Markov chain with Dirichlet rows: P_i. ~ Dirichlet(concentration * 1_K), y_0 uniform.
 
     Exact predictive: position 0 is 1/K; for n >= 1 with i = y_{n-1},
@@ -159,7 +158,7 @@ class MarkovChainPrior(DiscretePredictiveMixin, ExactPosteriorMixin, Prior):
         return out
 
 
-class NormalInverseGammaPrior(ContinuousTargetMixin, ExactPosteriorMixin, Prior):
+class NormalInverseGammaPrior(ContinuousTargetMixin, ExactPosteriorMixin, DataGenerator):
     """Normal with unknown mean and variance under a Normal-Inverse-Gamma prior.
 
     sigma^2 ~ InvGamma(alpha0, beta0), mu | sigma^2 ~ N(mu0, sigma^2 / kappa0),
