@@ -39,6 +39,8 @@ from pfn_transformers import (  # noqa: E402
     RegressionConfig,
     TrainingConfig,
     UnsupervisedConfig,
+    describe_generator,
+    sample_batch,
     train,
 )
 from pfn_transformers import priors as P  # noqa: E402
@@ -242,9 +244,8 @@ def _probe_step_time(prior, model_config, batch_size: int, seq_len: int, steps: 
         for i in range(steps + 2):
             if i == 2:
                 t0 = time.perf_counter()
-            x, y = prior.generate_batch(batch_size, seq_len)
-            logits = model(y) if x is None else model(x, y)
-            loss = model.loss(logits.float(), y).mean()
+            x, y = sample_batch(prior, batch_size, seq_len)
+            loss = model(*((y,) if x is None else (x, y)), return_type="loss")
             opt.zero_grad(set_to_none=True)
             loss.backward()
             opt.step()
@@ -318,7 +319,8 @@ def run_task(
     if plots_dir is not None:
         out = plots_dir / name
         plot_evaluation(res, out)
-        if prior.is_supervised and prior.input_dim == 1 and prior.target_type == "continuous":
+        spec = describe_generator(prior)
+        if spec.supervised and spec.input_dim == 1 and not spec.discrete:
             plot_predictive_bands(model, prior, out / "predictive_bands.png", num_context=8)
     ex = res["excess_nll"]
     floor = res.get("floor_excess_nll")

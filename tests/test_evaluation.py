@@ -8,6 +8,7 @@ import math
 import pytest
 import torch
 
+from pfn_transformers import describe_generator
 from pfn_transformers.evaluation import (
     bucket_logits_from_cdf,
     evaluate,
@@ -34,13 +35,24 @@ SMALL = {"d_model": 8, "n_layers": 1, "n_heads": 1}
 
 
 class FakeModel(torch.nn.Module):
-    """Implements the PFN contract with the exact predictive as its 'logits'."""
+    """Implements the PFN contract evaluate() uses (task, predictive_logits, log_prob,
+    point_prediction, out_of_range, predict) with the exact predictive as its 'logits'."""
 
     def __init__(self, prior, config, mode: str, bucketizer: Bucketizer | None = None):
         super().__init__()
         self.prior, self.config, self.mode = prior, config, mode
+        self.task = config.task
         self.bucketizer = bucketizer
         self.dummy = torch.nn.Parameter(torch.zeros(()))
+
+    def predictive_logits(self, x_or_y, y=None):
+        return self.forward(x_or_y, y)
+
+    def out_of_range(self, y):
+        b = self.bucketizer
+        if b is None or b.support != "bounded":
+            return None
+        return (y < b.borders[0]) | (y > b.borders[-1])
 
     def forward(self, x_or_y, y=None):
         x, y = (None, x_or_y) if y is None else (x_or_y, y)
@@ -201,7 +213,9 @@ def test_errors_name_the_problem():
         evaluate(FakeModel(prior, cfg, "discrete"), prior, seq_len=4)
     coin = CoinFlipPrior()
     cfg = UnsupervisedConfig(input_type="continuous", **SMALL)
-    with pytest.raises(ValueError, match="target_type='discrete'"):
+    with pytest.raises(
+        ValueError, match="CoinFlipPrior is unsupervised \\(y only\\) with discrete tokens"
+    ):
         evaluate(FakeModel(coin, cfg, "gauss"), coin, seq_len=4)
     with pytest.raises(ValueError, match="seq_len"):
         evaluate(FakeModel(coin, cfg, "gauss"), coin)
@@ -290,7 +304,7 @@ def test_quality_benchmark_settings_build():
         cls, kwargs = task["prior"]
         prior = cls(**kwargs)
         cfg = bench.build_model_config(task)
-        assert (cfg.kind == "unsupervised") != prior.is_supervised
+        assert cfg.task.supervised == describe_generator(prior).supervised
         if prior.target_type == "continuous":
             assert cfg.d_vocab >= 100 and cfg.prediction_type == "distribution"
     borders = bench.core_tail_borders(2.0, 0.5, 20.0, 1.5)

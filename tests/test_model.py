@@ -68,17 +68,31 @@ def test_supervised_prediction_i_never_sees_y_i_or_later(cfg):
 @pytest.mark.parametrize(
     "cfg", list(unsupervised_configs()), ids=lambda c: f"{c.input_type}-{c.prediction_type}"
 )
-def test_unsupervised_prediction_i_depends_only_on_earlier_y(cfg):
+def test_unsupervised_logits_t_predict_the_next_element_from_y_up_to_t(cfg):
+    """Next-token convention: logits[:, t] sees y_0..y_t and predicts y_{t+1}."""
     torch.manual_seed(0)
     model = PFN(cfg).eval()
     _, y = batch_for(cfg)
     base = model(y)
-    for i in range(S - 1):
+    aligned = model.predictive_logits(y)
+    assert base.shape[:2] == aligned.shape[:2] == y.shape
+    assert torch.equal(aligned[:, 1:], base[:, :-1])  # aligned position t predicts y_t
+    for i in range(S):
         y2 = y.clone()
         y2[:, i] = perturb(y2[:, i]) if cfg.input_type == "discrete" else y2[:, i] + 1.5
         out = model(y2)
-        assert torch.equal(out[:, : i + 1], base[:, : i + 1])
-        assert not torch.allclose(out[:, i + 1 :], base[:, i + 1 :])
+        assert torch.equal(out[:, :i], base[:, :i]), f"a prediction of y_<={i} moved"
+        assert not torch.allclose(out[:, i:], base[:, i:]), "later predictions must see y_i"
+        assert torch.equal(model.predictive_logits(y2)[:, : i + 1], aligned[:, : i + 1])
+
+
+def test_unsupervised_first_position_is_the_same_prior_predictive_for_every_sequence():
+    cfg = next(iter(unsupervised_configs()))
+    model = PFN(cfg).eval()
+    _, y = batch_for(cfg)
+    first = model.predictive_logits(y)[:, 0]
+    assert torch.allclose(first, first[:1].expand_as(first))
+    assert model.log_predictive(y).shape == y.shape
 
 
 @pytest.mark.parametrize(
@@ -267,7 +281,7 @@ def test_mlp_x_encoder_adds_its_own_weights():
 
 
 def test_cpu_bf16_autocast_uses_matmul_attention_and_auto_precision_follows_the_cpu():
-    from pfn_transformers.training.loop import _autocast
+    from pfn_transformers.training.step import autocast
     from pfn_transformers.utils import has_fast_bf16
 
     model = PFN(RegressionConfig(**SMALL, input_dim=D))
@@ -278,5 +292,5 @@ def test_cpu_bf16_autocast_uses_matmul_attention_and_auto_precision_follows_the_
         assert attn.needs_explicit_path(x)
     cpu = torch.device("cpu")
     for precision, expected in (("fp32", False), ("bf16", True), ("auto", has_fast_bf16(cpu))):
-        with _autocast(cpu, precision):
+        with autocast(cpu, precision):
             assert torch.is_autocast_enabled("cpu") is expected, precision

@@ -28,6 +28,8 @@ import torch
 from torch import Tensor
 
 from pfn_transformers.data.base import has_exact_posterior
+from pfn_transformers.data.protocol import batch_source
+from pfn_transformers.task import check_compatible
 
 COVERAGE_LEVELS = (0.5, 0.9)
 
@@ -40,69 +42,48 @@ def _finite(v: float) -> float | None:
 def summarize(values: Tensor) -> dict[str, Any]:
     """Mean and stderr over datasets of a ``[N, S]`` array, overall and per position n.
 
-    Non-finite results become None (so the dict stays valid JSON).
+    NaN entries are positions left out of the score (targets outside a bounded bar
+    distribution); a dataset's mean is over its scored positions. Non-finite results become
+    None (so the dict stays valid JSON).
     """
     v = values.double()
-    n = v.shape[0]
-    per_dataset = v.mean(1)
-    se = lambda a: a.std(0, unbiased=True) / math.sqrt(n) if n > 1 else torch.zeros_like(a[0])  # noqa: E731
-    per_n = v.mean(0)
+    scored = ~torch.isnan(v)
+    zeroed = torch.where(scored, v, torch.zeros_like(v))
+
+    def mean_se(sums: Tensor, sq: Tensor, count: Tensor) -> tuple[Tensor, Tensor]:
+        mean = sums / count
+        var = (sq - count * mean * mean) / (count - 1)
+        se = torch.where(count > 1, var.clamp_min(0).sqrt() / count.sqrt(), torch.zeros_like(mean))
+        return mean, se
+
+    per_dataset = zeroed.sum(1) / scored.sum(1)
+    per_dataset = per_dataset[scored.any(1)]
+    n = torch.tensor(float(per_dataset.numel()), dtype=torch.float64)
+    mean, se = mean_se(per_dataset.sum(), (per_dataset**2).sum(), n)
+    count_n = scored.sum(0).double()
+    per_n, per_n_se = mean_se(zeroed.sum(0), (zeroed**2).sum(0), count_n)
     return {
-        "mean": _finite(per_dataset.mean().item()),
-        "stderr": _finite(se(per_dataset).item()),
+        "mean": _finite(mean.item()),
+        "stderr": _finite(se.item()),
         "per_n": [_finite(a) for a in per_n.tolist()],
-        "per_n_stderr": [_finite(a) for a in se(v).tolist()],
+        "per_n_stderr": [_finite(a) for a in per_n_se.tolist()],
     }
 
 
 def head_kind(model: Any) -> str:
-    """ "discrete" (classes/tokens), "bar" (bar distribution), "density" (another continuous
-    density head with ``log_prob``) or "point"."""
-    cfg = model.config
-    kind = getattr(cfg, "kind", None)
-    if kind == "classification" or (
-        kind == "unsupervised" and getattr(cfg, "input_type", "discrete") == "discrete"
-    ):
+    """ "discrete" (classes/tokens), "bar" (bar distribution), "point" (MSE head) or
+    "density" (another continuous head with ``log_prob``)."""
+    task = model.task
+    if task.discrete:
         return "discrete"
-    if getattr(cfg, "prediction_type", "distribution") == "point":
+    if task.head == "point":
         return "point"
     return "bar" if getattr(model, "bucketizer", None) is not None else "density"
 
 
-def _check_compatible(model: Any, prior: Any, head: str) -> None:
-    cfg = model.config
-    mname, pname = type(cfg).__name__, type(prior).__name__
-    model_supervised = getattr(cfg, "kind", None) != "unsupervised"
-    if model_supervised != prior.is_supervised:
-        raise ValueError(
-            f"evaluate: the model ({mname}) is {'supervised' if model_supervised else 'unsupervised'}"
-            f" but the prior {pname} is {'supervised' if prior.is_supervised else 'unsupervised'}"
-            " (input_dim={prior.input_dim}); pair a RegressionConfig/ClassificationConfig model "
-            "with an x->y prior and an UnsupervisedConfig model with a y-only prior."
-        )
-    if (head == "discrete") != (prior.target_type == "discrete"):
-        raise ValueError(
-            f"evaluate: the model ({mname}) has a {'discrete' if head == 'discrete' else 'continuous'}"
-            f" head but the prior {pname} has target_type={prior.target_type!r}; use a "
-            "ClassificationConfig / UnsupervisedConfig(input_type='discrete') for discrete y and a "
-            "RegressionConfig / UnsupervisedConfig(input_type='continuous') for continuous y."
-        )
-    if model_supervised and getattr(cfg, "input_dim", prior.input_dim) != prior.input_dim:
-        raise ValueError(
-            f"evaluate: {mname}.input_dim={cfg.input_dim} but the prior {pname} has "
-            f"input_dim={prior.input_dim}."
-        )
-    if head == "discrete":
-        n_out = getattr(cfg, "num_classes", None) or getattr(cfg, "d_vocab", None)
-        if prior.num_classes is not None and n_out is not None and n_out < prior.num_classes:
-            raise ValueError(
-                f"evaluate: the model predicts {n_out} classes/tokens but the prior {pname} has "
-                f"num_classes={prior.num_classes}."
-            )
-
-
-def _forward(model: Any, x: Tensor | None, y: Tensor) -> Tensor:
-    return model(y) if x is None else model(x, y)
+def _predictive_logits(model: Any, x: Tensor | None, y: Tensor) -> Tensor:
+    """Logits aligned with y: position t predicts y_t (unsupervised: t = 0 is the prior)."""
+    return model.predictive_logits(y) if x is None else model.predictive_logits(x, y)
 
 
 def _model_device(model: Any, device: Any) -> torch.device:
@@ -162,7 +143,13 @@ def evaluate(
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"evaluate({name}={value!r}) is not valid; it must be a positive int.")
     head = head_kind(model)
-    _check_compatible(model, prior, head)
+    source = batch_source(prior)
+    check_compatible(
+        model.task,
+        source.spec,
+        model_name=f"evaluate: the model ({type(model.config).__name__})",
+        data_name=f"the prior {source.name}",
+    )
     dev = _model_device(model, device)
     exact = has_exact_posterior(prior)
     bucketizer = getattr(model, "bucketizer", None) if head == "bar" else None
@@ -186,13 +173,18 @@ def evaluate(
             while done < num_datasets:
                 b = min(batch_size, num_datasets - done)
                 done += b
-                x, y = prior.generate_batch(b, seq_len)
-                prior.check_batch(x, y, b, seq_len)
+                x, y = source.sample(b, seq_len)
                 xd = None if x is None else x.to(dev)
-                logits = _forward(model, xd, y.to(dev))
+                logits = _predictive_logits(model, xd, y.to(dev))
                 yf = y.double()
+                outside = model.out_of_range(y.to(dev)) if head == "bar" else None
+                if outside is not None:
+                    put("outside", outside.double())
                 if head != "point":
-                    put("nll", -model.log_prob(logits, y.to(dev)))
+                    nll = -model.log_prob(logits, y.to(dev))
+                    if outside is not None:  # scored over in-range targets (reported apart)
+                        nll = nll.masked_fill(outside, math.nan)
+                    put("nll", nll)
                 ex_logp = None
                 if want_probs:
                     ex_logp = prior.exact_predictive_log_probs(x, y).double()
@@ -250,6 +242,8 @@ def evaluate(
     if head == "bar":
         out["num_buckets"] = int(bucketizer.num_buckets)
         out["bucket_support"] = bucketizer.support
+    # bounded bar distributions: share of targets outside [y_min, y_max], left out of the NLLs
+    out["out_of_range"] = summarize(data["outside"]) if "outside" in data else None
     for key, name in (
         ("nll", "nll"),
         ("exact_nll", "exact_nll"),
@@ -306,12 +300,12 @@ def _prior_nll_model(model: Any, x: Tensor | None, y: Tensor, chunk: int) -> Ten
     """NLL of the PFN's own n = 0 prediction (no context) at every position."""
     b, s = y.shape
     if x is None:  # unsupervised: the n = 0 prediction is the same for every position
-        logits0 = model(y[:, :1])[:, :1]
+        logits0 = model.predictive_logits(y[:, :1])
         return -model.log_prob(logits0.expand(b, s, -1), y)
     xs, ys = _singletons(x, y)
     parts = []
     step = max(1, chunk * 16)
     for i in range(0, xs.shape[0], step):
-        logits = model(xs[i : i + step], ys[i : i + step])
+        logits = model.predictive_logits(xs[i : i + step], ys[i : i + step])
         parts.append(-model.log_prob(logits, ys[i : i + step]))
     return torch.cat(parts, 0).reshape(b, s)

@@ -10,6 +10,8 @@ from typing import Any
 
 import torch
 
+from pfn_transformers.data.protocol import batch_source
+
 
 def _plt():
     import matplotlib
@@ -138,18 +140,19 @@ def plot_predictive_bands(
     seed, the caller's RNG untouched), queries ``model.predict`` on a grid over the prior's x
     range and, when the prior has ``exact_predictive_quantiles``, overlays the exact bands.
     """
-    if not prior.is_supervised or prior.input_dim != 1 or prior.target_type != "continuous":
+    source = batch_source(prior)
+    spec = source.spec
+    if not spec.supervised or spec.input_dim != 1 or spec.discrete:
         raise ValueError(
             f"plot_predictive_bands needs a supervised prior with input_dim=1 and continuous y; "
-            f"{type(prior).__name__} has input_dim={prior.input_dim}, "
-            f"target_type={prior.target_type!r}."
+            f"{source.name} is {spec.describe()} with input_dim={spec.input_dim}."
         )
     plt = _plt()
     out_path = Path(out_path)
     out_path.parent.mkdir(parents=True, exist_ok=True)
     with torch.random.fork_rng(devices=[]):
         torch.random.default_generator.manual_seed(seed)
-        x, y = prior.generate_batch(1, num_context)
+        x, y = source.sample(1, num_context)
     lo = float(getattr(prior, "x_low", x.min()))
     hi = float(getattr(prior, "x_high", x.max()))
     xq = torch.linspace(lo, hi, num_query).reshape(1, num_query, 1)

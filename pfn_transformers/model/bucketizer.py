@@ -219,7 +219,8 @@ class Bucketizer(torch.nn.Module):
                 f"last dimension must equal num_buckets={self.num_buckets}."
             )
         dtype = torch.promote_types(logits.dtype, torch.float32)
-        return torch.log_softmax(logits.to(dtype), dim=-1)
+        # results live with the borders (the model's device), wherever the logits came from
+        return torch.log_softmax(logits.to(device=self.borders.device, dtype=dtype), dim=-1)
 
     def _bucketize(self, y: Tensor, borders: Tensor) -> Tensor:
         idx = torch.bucketize(y, borders.contiguous(), right=True) - 1

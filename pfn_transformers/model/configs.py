@@ -8,10 +8,13 @@ dicts (``to_dict`` / ``config_from_dict``) for checkpoints and Hydra.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
 
 import torch
+
+from ..task import TaskSpec
 
 PREDICTION_TYPES = ("distribution", "point")
 BUCKET_TYPES = ("uniform", "riemann", None)
@@ -31,6 +34,11 @@ def _check_choice(cls_name: str, name: str, value: Any, valid: tuple) -> None:
         raise ConfigError(f"{cls_name}.{name}={value!r} is not valid; choose one of {list(valid)}.")
 
 
+def _int_or_none(value: Any) -> int | None:
+    """An int size, or None while it is unknown (unset or an unresolved interpolation)."""
+    return value if isinstance(value, int) and not isinstance(value, bool) else None
+
+
 def _check_positive(cls_name: str, name: str, value: Any) -> None:
     if not isinstance(value, int) or isinstance(value, bool) or value <= 0:
         raise ConfigError(f"{cls_name}.{name}={value!r} is not valid; it must be a positive int.")
@@ -40,12 +48,14 @@ def _check_positive(cls_name: str, name: str, value: Any) -> None:
 class BaseModelConfig:
     """Transformer shape shared by every PFN kind.
 
-    ``n_ctx`` is the most tokens a positional embedding can index; it is only needed when
-    ``positional_embedding=True`` (exchangeable priors do not need positions) and then
-    defaults to 2048.
+    ``positional_embedding`` (learned, TransformerLens' ``W_pos``) defaults to off for the
+    supervised PFNs, whose (x, y) pairs are exchangeable, and on for unsupervised sequence
+    models, where order can matter (a Markov chain's next state depends on the previous
+    one), as in TransformerLens. ``n_ctx`` is the most tokens it can index (default 2048).
     """
 
     kind: ClassVar[str] = "base"
+    positional_by_default: ClassVar[bool] = False
 
     d_model: int = 128
     n_layers: int = 4
@@ -54,7 +64,7 @@ class BaseModelConfig:
     d_mlp: int | None = None
     act_fn: str = "gelu"
     mask_type: str = "autoregressive-pfn"
-    positional_embedding: bool = False
+    positional_embedding: bool | None = None  # None: off (supervised) / on (unsupervised)
     n_ctx: int | None = None
     init_range: float = 0.02
     layer_norm_eps: float = 1e-5
@@ -76,10 +86,27 @@ class BaseModelConfig:
         _check_positive(name, "d_mlp", self.d_mlp)
         _check_choice(name, "act_fn", self.act_fn, ACT_FNS)
         _check_choice(name, "mask_type", self.mask_type, MASK_TYPES)
+        if self.positional_embedding is None:
+            self.positional_embedding = self.positional_by_default
         if self.positional_embedding and self.n_ctx is None:
             self.n_ctx = 2048
         if self.n_ctx is not None:
             _check_positive(name, "n_ctx", self.n_ctx)
+
+    # ------------------------------------------------------------------ task
+    @classmethod
+    def task_for(cls, fields: Mapping[str, Any]) -> TaskSpec:
+        """The task a config of this class with these (possibly partial) fields describes.
+
+        Used before the config can be built (the CLI checks a model choice against a prior
+        before resolving its sizes); unknown sizes stay None.
+        """
+        raise NotImplementedError(f"{cls.__name__} does not describe a task.")
+
+    @property
+    def task(self) -> TaskSpec:
+        """What this model predicts (see ``pfn_transformers.task``)."""
+        return type(self).task_for(vars(self))
 
     # ------------------------------------------------------------------ dict round trip
     def to_dict(self) -> dict[str, Any]:
@@ -111,6 +138,16 @@ class RegressionConfig(BaseModelConfig):
     y_max: float = 5.0
     riemann_borders: Any = None
 
+    @classmethod
+    def task_for(cls, fields: Mapping[str, Any]) -> TaskSpec:
+        point = fields.get("prediction_type", "distribution") == "point"
+        return TaskSpec(
+            supervised=True,
+            target_type="continuous",
+            input_dim=_int_or_none(fields.get("input_dim")),
+            head="point" if point else "bar",
+        )
+
     def __post_init__(self) -> None:
         super().__post_init__()
         _check_positive(type(self).__name__, "input_dim", self.input_dim)
@@ -129,6 +166,16 @@ class ClassificationConfig(BaseModelConfig):
     num_classes: int = 2
     prediction_type: str = "distribution"
     d_vocab: int | None = None
+
+    @classmethod
+    def task_for(cls, fields: Mapping[str, Any]) -> TaskSpec:
+        return TaskSpec(
+            supervised=True,
+            target_type="discrete",
+            input_dim=_int_or_none(fields.get("input_dim")),
+            num_classes=_int_or_none(fields.get("num_classes")),
+            head="categorical",
+        )
 
     def __post_init__(self) -> None:
         super().__post_init__()
@@ -159,6 +206,7 @@ class UnsupervisedConfig(BaseModelConfig):
     """
 
     kind: ClassVar[str] = "unsupervised"
+    positional_by_default: ClassVar[bool] = True
 
     mask_type: str = "gpt2"
     input_type: str = "discrete"
@@ -169,6 +217,23 @@ class UnsupervisedConfig(BaseModelConfig):
     y_min: float = -5.0
     y_max: float = 5.0
     riemann_borders: Any = None
+
+    @classmethod
+    def task_for(cls, fields: Mapping[str, Any]) -> TaskSpec:
+        input_type = fields.get("input_type", "discrete")
+        if input_type not in INPUT_TYPES:
+            raise ConfigError(
+                f"{cls.__name__}.input_type={input_type!r} is not valid; choose one of "
+                f"{list(INPUT_TYPES)}."
+            )
+        discrete = input_type == "discrete"
+        point = fields.get("prediction_type", "distribution") == "point"
+        return TaskSpec(
+            supervised=False,
+            target_type=input_type,
+            num_classes=_int_or_none(fields.get("d_vocab")) if discrete else None,
+            head="categorical" if discrete else ("point" if point else "bar"),
+        )
 
     def __post_init__(self) -> None:
         super().__post_init__()

@@ -1,11 +1,19 @@
 """The PFN: a TransformerLens ``HookedRootModule`` for supervised and unsupervised priors.
 
-Output position i is always the predictive for y_i: given x_i and (x_<i, y_<i) when
-supervised, given y_<i when unsupervised (position 0 is the prior predictive). The token
-layouts and masks that guarantee this live in ``masks.py``.
+Supervised, ``model(x, y)[:, i]`` is the predictive of y_i given x_i and (x_<i, y_<i).
+Unsupervised, ``model(y)[:, t]`` predicts the *next* element y_{t+1} given y_<=t, the
+next-token convention of TransformerLens and GPT code, so
+``cross_entropy(logits[:, :-1], y[:, 1:])`` scores it. The prediction of the first element
+(the prior predictive, read at a learned start token) is part of the training loss and
+reachable through ``predictive_logits``/``log_predictive``, which align position t with y_t
+for every model kind. The token layouts and masks live in ``masks.py``.
+
+Inputs on another device than the model are moved to it, as TransformerLens does.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -37,13 +45,12 @@ class PFNModel(HookedRootModule):
             )
         self.config = config
         self.cfg = config  # TransformerLens convention
+        self.task = config.task
         d = config.d_model
-        self.supervised = not isinstance(config, UnsupervisedConfig)
-        self.discrete_y = isinstance(config, ClassificationConfig) or (
-            isinstance(config, UnsupervisedConfig) and config.input_type == "discrete"
-        )
+        self.supervised = self.task.supervised
+        self.discrete_y = self.task.discrete
         self.bucketizer: Bucketizer | None = None
-        if not self.discrete_y and config.prediction_type == "distribution":
+        if self.task.head == "bar":
             self.bucketizer = Bucketizer.from_config(config)
         d_out = 1 if config.prediction_type == "point" else config.d_vocab
 
@@ -87,8 +94,8 @@ class PFNModel(HookedRootModule):
 
     # ------------------------------------------------------------------ embedding
     def _embed_y(self, y: Tensor) -> Tensor:
-        if self.discrete_y:
-            return F.embedding(y, self.W_y)
+        if self.discrete_y:  # an out-of-range id gets a -inf log prob, not a crash
+            return F.embedding(y.clamp(0, self.W_y.shape[0] - 1), self.W_y)
         return y.unsqueeze(-1).to(self.W_y.dtype) * self.W_y + self.b_y
 
     def _embed_x(self, x: Tensor) -> Tensor:
@@ -118,10 +125,16 @@ class PFNModel(HookedRootModule):
     def _unembed(self, resid: Tensor) -> Tensor:
         """Logits in float32 even under bf16 autocast: bf16 logits add ~1e-2 nats of noise
         to the NLL, the size of the excess NLL a good PFN reaches."""
+        if not torch.amp.is_autocast_available(resid.device.type):  # e.g. the meta device
+            return resid.float() @ self.W_U + self.b_U
         with torch.autocast(device_type=resid.device.type, enabled=False):
             return resid.float() @ self.W_U + self.b_U
 
     # ------------------------------------------------------------------ validation
+    def _home(self, t: Tensor | None) -> Tensor | None:
+        """``t`` on the model's device (a no-op when it is there already)."""
+        return None if t is None else t.to(self.device)
+
     def _check_inputs(self, x: Tensor | None, y: Tensor) -> Tensor:
         name = type(self.config).__name__
         if self.supervised:
@@ -148,21 +161,53 @@ class PFNModel(HookedRootModule):
         return y
 
     # ------------------------------------------------------------------ forward
-    def forward(self, x_or_y: Tensor, y: Tensor | None = None) -> Tensor:
-        """``model(x, y)`` (supervised) or ``model(y)`` (unsupervised) -> logits [B, S, out].
+    def forward(
+        self,
+        x_or_y: Tensor,
+        y: Tensor | None = None,
+        *,
+        return_type: str | None = "logits",
+        loss_per_token: bool = False,
+    ) -> Tensor | tuple[Tensor, Tensor] | None:
+        """``model(x, y)`` (supervised) or ``model(y)`` (unsupervised).
 
-        Output i is the prediction for y_i; it never depends on y_i or on anything later.
+        return_type (as in TransformerLens): ``"logits"`` -> [B, S, out]; ``"loss"`` -> the
+        training loss, a scalar mean or [B, S] with ``loss_per_token=True`` (position t is
+        the loss of y_t, position 0 of unsupervised data included); ``"both"`` -> (logits,
+        loss); None -> None (run for the hooks only).
+
+        Supervised, logits[:, i] is the predictive of y_i; unsupervised, logits[:, t] that of
+        y_{t+1}. No output ever depends on the value it predicts or on anything later.
         """
-        if not self.supervised:
+        if return_type not in ("logits", "loss", "both", None):
+            raise ValueError(
+                f"return_type={return_type!r} is not valid; choose 'logits', 'loss', 'both' or "
+                "None."
+            )
+        if self.supervised:
+            if y is None:
+                raise ValueError("supervised model called with one tensor; call model(x, y).")
+            y = self._check_inputs(self._home(x_or_y), self._home(y))
+            logits = self._forward_supervised(self._home(x_or_y), y)
+            predictive = logits
+        else:
             if y is not None:
                 raise ValueError(
                     "unsupervised model called as model(x, y); call model(y) with y [batch, seq]."
                 )
-            return self._forward_unsupervised(x_or_y)
-        if y is None:
-            raise ValueError("supervised model called with one tensor; call model(x, y).")
-        x = x_or_y
-        y = self._check_inputs(x, y)
+            y = self._check_inputs(None, self._home(x_or_y))
+            full = self._unsupervised_logits(y)
+            logits, predictive = full[:, 1:], full[:, :-1]
+        if return_type is None:
+            return None
+        if return_type == "logits":
+            return logits
+        loss = self.loss(predictive, y)
+        if not loss_per_token:
+            loss = loss.mean()
+        return loss if return_type == "loss" else (logits, loss)
+
+    def _forward_supervised(self, x: Tensor, y: Tensor) -> Tensor:
         b, s = y.shape
         ex = self._embed_x(x)
         queries = ex + self.token_type[0]
@@ -177,11 +222,31 @@ class PFNModel(HookedRootModule):
             resid = self._run(tokens, interleaved_mask(s, 0, device=tokens.device))[:, 1::2]
         return self._unembed(resid)
 
-    def _forward_unsupervised(self, y: Tensor) -> Tensor:
-        y = self._check_inputs(None, y)
+    def _unsupervised_logits(self, y: Tensor) -> Tensor:
+        """Logits [B, S+1, out] over ``[start, y_0, ..., y_{S-1}]``: entry t predicts y_t
+        (entry 0 is the prior predictive, entry S the next element after y)."""
         b, s = y.shape
-        tokens = torch.cat([self._start(b), self._embed_y(y[:, :-1])], dim=1)
-        return self._unembed(self._run(tokens, causal_mask(s, device=tokens.device)))
+        tokens = torch.cat([self._start(b), self._embed_y(y)], dim=1)
+        return self._unembed(self._run(tokens, causal_mask(s + 1, device=tokens.device)))
+
+    def predictive_logits(self, x_or_y: Tensor, y: Tensor | None = None) -> Tensor:
+        """Logits [B, S, out] whose position t is the predictive of y_t given what precedes it.
+
+        Supervised this is ``model(x, y)``; unsupervised it is ``model(y)`` shifted by one,
+        with the prior predictive of y_0 at position 0.
+        """
+        if self.supervised:
+            return self(x_or_y, y)
+        if y is not None:
+            raise ValueError("unsupervised model: call predictive_logits(y).")
+        return self._unsupervised_logits(self._check_inputs(None, self._home(x_or_y)))[:, :-1]
+
+    def log_predictive(self, x_or_y: Tensor, y: Tensor | None = None) -> Tensor:
+        """log p(y_t | everything before y_t) for every position t [B, S] (position 0 of
+        unsupervised data is the prior predictive): the quantity scored against the exact
+        posterior."""
+        target = self._home(y if self.supervised else x_or_y)
+        return self.log_prob(self.predictive_logits(x_or_y, y), target)
 
     @torch.no_grad()
     def predict(self, x_context: Tensor, y_context: Tensor, x_query: Tensor) -> Tensor:
@@ -191,7 +256,8 @@ class PFNModel(HookedRootModule):
         """
         if not self.supervised:
             raise ValueError("predict() is for supervised models; use model(y) or generate().")
-        y_context = self._check_inputs(x_context, y_context)
+        x_context, x_query = self._home(x_context), self._home(x_query)
+        y_context = self._check_inputs(x_context, self._home(y_context))
         if x_query.ndim != 3 or x_query.shape[0] != x_context.shape[0]:
             raise ValueError(
                 f"x_query has shape {tuple(x_query.shape)}; expected [batch={x_context.shape[0]}, "
@@ -215,16 +281,43 @@ class PFNModel(HookedRootModule):
 
     # ------------------------------------------------------------------ heads
     def loss(self, logits: Tensor, y: Tensor) -> Tensor:
-        """Per-position training loss [B, S]: NLL for distributions, squared error for points."""
-        if self.config.prediction_type == "point":
+        """Per-position training loss [B, S] of predictive logits aligned with y.
+
+        NLL for distribution heads, squared error for point heads. With a bounded bar
+        distribution a y outside [y_min, y_max] counts as the nearest edge (the earlier
+        implementation's behaviour), so a rare outlier of the prior cannot make the loss
+        infinite. A class/token id outside the head gives an infinite loss, which the training
+        step skips.
+        """
+        y = self._home(y)
+        if self.task.head == "point":
             return (logits[..., 0] - y.to(logits.dtype)) ** 2
+        if self.bucketizer is not None and self.bucketizer.support == "bounded":
+            borders = self.bucketizer.borders
+            y = torch.clamp(y.to(borders.dtype), borders[0], borders[-1])
         return -self.log_prob(logits, y)
 
+    def out_of_range(self, y: Tensor) -> Tensor | None:
+        """Which targets lie outside a bounded bar distribution's borders (None otherwise)."""
+        if self.bucketizer is None or self.bucketizer.support != "bounded":
+            return None
+        borders = self.bucketizer.borders
+        y = self._home(y)
+        return (y < borders[0]) | (y > borders[-1])
+
     def log_prob(self, logits: Tensor, y: Tensor) -> Tensor:
-        """Log predictive density (continuous) or mass (discrete) of y [B, S] under logits."""
+        """Log predictive density (continuous) or mass (discrete) of y [B, S] under logits.
+
+        A class/token id outside [0, num_outputs) has log mass -inf.
+        """
+        logits, y = self._home(logits), self._home(y)
         if self.discrete_y:
             logp = torch.log_softmax(logits.float(), dim=-1)
-            return logp.gather(-1, y.long().unsqueeze(-1)).squeeze(-1)
+            k = logp.shape[-1]
+            y = y.long()
+            inside = (y >= 0) & (y < k)
+            picked = logp.gather(-1, y.clamp(0, k - 1).unsqueeze(-1)).squeeze(-1)
+            return picked.masked_fill(~inside, -math.inf)
         if self.bucketizer is None:
             raise ValueError(
                 "log_prob is undefined for prediction_type='point'; point heads predict a value, "
@@ -234,6 +327,7 @@ class PFNModel(HookedRootModule):
 
     def point_prediction(self, logits: Tensor) -> Tensor:
         """Predictive mean (bar / point heads) or most likely class (discrete heads)."""
+        logits = self._home(logits)
         if self.discrete_y:
             return logits.argmax(dim=-1)
         if self.bucketizer is None:
@@ -252,6 +346,7 @@ class PFNModel(HookedRootModule):
         """One draw per position from the predictive the logits describe."""
         if temperature <= 0:
             raise ValueError(f"temperature={temperature!r} is not valid; it must be > 0.")
+        logits = self._home(logits)
         if self.discrete_y:
             probs = torch.softmax(logits.float() / temperature, dim=-1)
             return torch.multinomial(probs.reshape(-1, probs.shape[-1]), 1).view(logits.shape[:-1])
@@ -295,8 +390,7 @@ class PFNModel(HookedRootModule):
         if y.shape[1] > seq_len:
             raise ValueError(f"prefix length {y.shape[1]} exceeds seq_len={seq_len}.")
         while y.shape[1] < seq_len:
-            padded = torch.cat([y, y.new_zeros(num_samples, 1)], dim=1)
-            logits = self._forward_unsupervised(padded)[:, -1]
+            logits = self._unsupervised_logits(y)[:, -1]
             step = self.sample_from_logits(logits, temperature).to(dtype)
             y = torch.cat([y, step.unsqueeze(1)], dim=1)
         return y
@@ -320,6 +414,7 @@ class PFNModel(HookedRootModule):
             raise ValueError(
                 "sample_posterior_predictive is for supervised models; use generate()."
             )
+        x_context, y_context, x_query = map(self._home, (x_context, y_context, x_query))
         b, m = x_query.shape[0], x_query.shape[1]
         rep = lambda t: t.repeat(num_samples, *([1] * (t.ndim - 1)))  # noqa: E731
         xc, yc, xq = rep(x_context), rep(y_context), rep(x_query)
