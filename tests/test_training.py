@@ -25,7 +25,8 @@ from pfn_transformers import (
 )
 from pfn_transformers.bayes import Likelihood, Prior
 from pfn_transformers.checkpointing import CheckpointError, CheckpointNotFoundError
-from pfn_transformers.training.loop import IncompatibleGeneratorError, lr_factor
+from pfn_transformers.task import IncompatibleTaskError
+from pfn_transformers.training import NonFiniteLossError, lr_factor
 
 TINY = RegressionConfig(d_model=32, n_layers=2, n_heads=2, input_dim=1, d_vocab=20)
 
@@ -131,24 +132,64 @@ def test_missing_truncated_and_foreign_checkpoints_get_clear_errors(tmp_path):
 
 def test_incompatible_generator_and_model_fail_before_training():
     with pytest.raises(
-        IncompatibleGeneratorError,
-        match="input_dim=1 but DeterministicGenerator produces x with input_dim=3",
+        IncompatibleTaskError,
+        match="input_dim=1 but the data generator DeterministicGenerator produces x with input_dim=3",
     ):
         train(linear_gen(input_dim=3), TINY, tc())
-    with pytest.raises(IncompatibleGeneratorError, match="unsupervised"):
+    with pytest.raises(IncompatibleTaskError, match="unsupervised"):
         train(linear_gen(), UnsupervisedConfig(d_model=32, n_layers=1, d_vocab=2), tc())
-    with pytest.raises(IncompatibleGeneratorError, match="discrete"):
+    with pytest.raises(IncompatibleTaskError, match="discrete"):
         train(coin_gen(), UnsupervisedConfig(d_model=32, n_layers=1, input_type="continuous"), tc())
 
 
-def test_nan_loss_raises_a_clear_error(tmp_path):
-    bad = DeterministicGenerator(
-        prior=torch.distributions.Normal(0.0, 1.0),
-        function=lambda x, w: (w * x).sum(-1) * float("nan"),
-        input_dim=1,
+def nan_every(period: int | None):
+    """A linear prior whose every ``period``-th training batch is NaN (None: every batch)."""
+
+    class Poisoned(DeterministicGenerator):
+        calls = 0
+
+        def generate_batch(self, batch_size, seq_len):
+            x, y = super().generate_batch(batch_size, seq_len)
+            if batch_size == 8:  # training batches (tc() uses 8), not the probe
+                Poisoned.calls += 1
+                if period is None or Poisoned.calls % period == 0:
+                    y = y * float("nan")
+            return x, y
+
+    return Poisoned(torch.distributions.Normal(0.0, 1.0), lambda x, w: (w * x).sum(-1), 1, 0.1)
+
+
+def test_persistent_nan_losses_stop_with_a_clear_error_naming_the_last_checkpoint(tmp_path):
+    ckpts = tmp_path / "nan"
+    with pytest.raises(NonFiniteLossError) as info:
+        train(nan_every(None), TINY, tc(num_steps=40, save_every=5, checkpoint_dir=str(ckpts)))
+    msg = str(info.value)
+    assert "stopped at step 10: 10 step(s) in a row" in msg
+    assert f"last good checkpoint is {ckpts / 'step-5.pt'}" in msg
+    model, _, meta = checkpointing.load_checkpoint(ckpts / "step-5.pt")
+    assert meta.step == 5
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+
+
+def test_a_run_whose_every_step_is_non_finite_fails_at_the_end(tmp_path):
+    with pytest.raises(FloatingPointError, match="6 in all had a non-finite loss"):
+        train(nan_every(None), TINY, tc(checkpoint_dir=str(tmp_path / "c")))
+
+
+def test_occasional_non_finite_batches_are_skipped_and_counted(tmp_path):
+    metrics = tmp_path / "metrics.jsonl"
+    model = train(
+        nan_every(7),
+        TINY,
+        tc(num_steps=40, log_every=10, metrics_path=str(metrics), checkpoint_dir=str(tmp_path)),
     )
-    with pytest.raises(FloatingPointError, match="loss became nan at step 1"):
-        train(bad, TINY, tc(checkpoint_dir=str(tmp_path / "nan")))
+    records = read_metrics(metrics)
+    assert [r["skipped_steps"] for r in records] == [1, 2, 4, 5]  # batches 7, 14, 21, 28, 35
+    assert all(r["loss_avg"] is not None and math.isfinite(r["loss_avg"]) for r in records)
+    assert all(torch.isfinite(p).all() for p in model.parameters())
+    _, opt_state, meta = checkpointing.load_checkpoint(tmp_path / "step-40.pt", load_optimizer=True)
+    steps = {int(s["step"]) for s in opt_state["state"].values()}
+    assert steps == {35}  # AdamW counted only the 35 real updates
 
 
 def test_keyboard_interrupt_saves_a_resumable_checkpoint(tmp_path):

@@ -1,6 +1,20 @@
-"""Training: ``TrainingConfig`` and the ``train`` loop."""
+"""Training: ``TrainingConfig``, the ``train`` loop, its step function and callbacks."""
 
+from .callbacks import Callback
 from .config import TrainingConfig
-from .loop import check_compatible, evaluate_loss, train
+from .loop import check_generator, evaluate_loss, train
+from .state import TrainState, build_state, lr_factor
+from .step import NonFiniteLossError, TrainStep
 
-__all__ = ["TrainingConfig", "check_compatible", "evaluate_loss", "train"]
+__all__ = [
+    "Callback",
+    "NonFiniteLossError",
+    "TrainState",
+    "TrainStep",
+    "TrainingConfig",
+    "build_state",
+    "check_generator",
+    "evaluate_loss",
+    "lr_factor",
+    "train",
+]

@@ -1,0 +1,143 @@
+"""Setting a run up: model, optimizer, schedule, random state, and resuming all of them.
+
+``build_state`` returns the ``TrainState`` the step function and the callbacks share.
+Resuming restores model, optimizer, scheduler, step and RNG states, so a resumed run follows
+the uninterrupted run's trajectory.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .. import checkpointing
+from ..model.configs import ModelConfig
+from ..model.pfn import PFN, PFNModel
+from .config import TrainingConfig
+from .distributed import DistributedContext
+
+
+def lr_factor(step: int, tc: TrainingConfig) -> float:
+    """Multiplier of the base learning rate at ``step`` (linear warmup, then the schedule)."""
+    warmup = tc.warmup_steps if tc.use_warmup else 0
+    if step < warmup:
+        return (step + 1) / warmup
+    if tc.lr_schedule == "constant":
+        return 1.0
+    span = max(1, tc.num_steps - warmup)
+    progress = min(1.0, (step - warmup) / span)
+    return tc.min_lr_ratio + (1 - tc.min_lr_ratio) * 0.5 * (1 + math.cos(math.pi * progress))
+
+
+def rng_state() -> dict[str, Any]:
+    """Torch (CPU and CUDA) and Python random states, as plain data for a checkpoint."""
+    state: dict[str, Any] = {"torch": torch.get_rng_state(), "python": list(random.getstate()[1])}
+    if torch.cuda.is_available():
+        state["cuda"] = torch.cuda.get_rng_state_all()
+    return state
+
+
+def set_rng_state(state: dict[str, Any] | None) -> None:
+    if not state:
+        return
+    torch.set_rng_state(state["torch"])
+    if "python" in state:
+        random.setstate((3, tuple(state["python"]), None))
+    if "cuda" in state and torch.cuda.is_available():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def resolve_resume(resume_from: str | Path) -> Path:
+    """The checkpoint file ``resume_from`` names (a file, or the newest in a folder)."""
+    path = Path(resume_from)
+    if path.is_dir():
+        return checkpointing.find_checkpoint(path)
+    if not path.is_file():
+        raise checkpointing.CheckpointNotFoundError(
+            f"resume_from={str(resume_from)!r} does not exist; pass a checkpoint file or a folder "
+            "of step-N.pt files."
+        )
+    return path
+
+
+@dataclass
+class TrainState:
+    """Everything a training run mutates, shared by the step function and the callbacks."""
+
+    model: PFNModel
+    net: nn.Module  # the model, wrapped for DDP when running under torchrun
+    optimizer: torch.optim.Optimizer
+    scheduler: torch.optim.lr_scheduler.LRScheduler
+    model_config: ModelConfig
+    training_config: TrainingConfig
+    dist: DistributedContext
+    step: int = 0
+    start_step: int = 0
+    data_config: Any = None
+    last_metrics: dict[str, Any] = field(default_factory=dict)
+    recent_losses: list[float] = field(default_factory=list)  # every step since the last log
+    last_checkpoint: Path | None = None
+
+    @property
+    def device(self) -> torch.device:
+        return self.dist.device
+
+
+def make_optimizer(model: nn.Module, tc: TrainingConfig) -> torch.optim.Optimizer:
+    """AdamW with the fused kernel: one kernel for the whole update, and it can skip a step
+    on the device (``found_inf``) when the loss or a gradient is not finite."""
+    return torch.optim.AdamW(
+        model.parameters(), lr=tc.learning_rate, weight_decay=tc.weight_decay, fused=True
+    )
+
+
+def build_state(
+    model_config: ModelConfig,
+    tc: TrainingConfig,
+    dist: DistributedContext,
+    *,
+    resume_from: str | Path | None = None,
+    data_config: Any = None,
+) -> TrainState:
+    """A fresh (or resumed) model, optimizer and schedule on ``dist.device``, RNG seeded."""
+    torch.manual_seed(tc.seed)
+    random.seed(tc.seed)
+    model = PFN(model_config).to(dist.device)
+    optimizer = make_optimizer(model, tc)
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, tc))
+    start_step = 0
+    last_checkpoint = None
+    if resume_from is not None:
+        last_checkpoint = resolve_resume(resume_from)
+        payload = checkpointing.read_checkpoint(last_checkpoint)
+        model.load_state_dict(payload["model_state"])
+        if payload.get("optimizer_state"):
+            optimizer.load_state_dict(payload["optimizer_state"])
+            for group in optimizer.param_groups:  # checkpoints of older versions: not fused
+                group["fused"] = True
+                group["foreach"] = None
+        if payload.get("scheduler_state"):
+            scheduler.load_state_dict(payload["scheduler_state"])
+        start_step = int(payload["step"])
+        set_rng_state(payload.get("rng_state"))
+    else:
+        torch.manual_seed(tc.seed + dist.rank)  # different data per rank, same init
+    return TrainState(
+        model=model,
+        net=dist.wrap(model),
+        optimizer=optimizer,
+        scheduler=scheduler,
+        model_config=model_config,
+        training_config=tc,
+        dist=dist,
+        step=start_step,
+        start_step=start_step,
+        data_config=data_config,
+        last_checkpoint=last_checkpoint,
+    )

@@ -1,0 +1,129 @@
+"""One optimisation step, entirely on the device: the unit a compiled step captures.
+
+``TrainStep(state)(x, y)`` runs forward, backward, gradient clipping and the AdamW update and
+returns the (detached) loss without reading anything back to the host. A step whose loss or
+gradient norm is not finite is skipped on the device (fused AdamW's ``found_inf``: no
+parameter, moment or step-count change) and counted. ``StepStats`` keeps those counts, and
+the share of targets outside a bounded bar distribution, as device tensors; the loop reads
+them at log steps, and ``NonFiniteGuard`` watches them without a host synchronisation.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import math
+
+import torch
+from torch import Tensor
+
+from ..utils import has_fast_bf16
+from .state import TrainState
+
+# A run stops when this many steps in a row, or more than this share of all steps (and at
+# least MAX_SKIPPED_IN_A_ROW), were skipped for non-finite losses or gradients.
+MAX_SKIPPED_IN_A_ROW = 10
+MAX_SKIPPED_SHARE = 0.01
+
+
+class NonFiniteLossError(FloatingPointError):
+    """Training stopped because non-finite losses or gradients persisted."""
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """bf16 autocast for ``precision="bf16"``, or ``"auto"`` where bf16 matmuls are native."""
+    use_bf16 = precision == "bf16" or (precision == "auto" and has_fast_bf16(device))
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16)
+
+
+class StepStats:
+    """Device-side counters of the steps since the run (or resume) started."""
+
+    def __init__(self, device: torch.device) -> None:
+        zero = lambda: torch.zeros((), dtype=torch.int64, device=device)  # noqa: E731
+        self.skipped = zero()  # steps whose update was skipped
+        self.skipped_in_a_row = zero()  # the current run of skipped steps
+        self.out_of_range = zero()  # targets outside a bounded bar distribution
+        self.targets = zero()  # targets seen (denominator of the share above)
+
+    def record(self, bad: Tensor, out_of_range: Tensor | None, n_targets: int) -> None:
+        bad = bad.to(torch.int64)
+        self.skipped.add_(bad)
+        self.skipped_in_a_row.add_(bad).mul_(bad)
+        if out_of_range is not None:
+            self.out_of_range.add_(out_of_range.sum())
+            self.targets.add_(n_targets)
+
+    def read(self) -> dict[str, int]:
+        """The counters as Python ints (a host read: call at log steps only)."""
+        values = torch.stack(
+            [self.skipped, self.skipped_in_a_row, self.out_of_range, self.targets]
+        ).tolist()
+        return dict(zip(("skipped", "skipped_in_a_row", "out_of_range", "targets"), values))
+
+
+class NonFiniteGuard:
+    """Stops a run whose non-finite steps persist, reading the counters without a sync.
+
+    Every step the two skip counters are copied to a (pinned, on CUDA) host buffer without
+    blocking; the guard reads whatever has arrived, so on a GPU it may lag a few steps behind.
+    """
+
+    def __init__(self, stats: StepStats, num_steps: int) -> None:
+        self.stats = stats
+        self.max_share = max(MAX_SKIPPED_IN_A_ROW, math.ceil(MAX_SKIPPED_SHARE * num_steps))
+        pin = stats.skipped.device.type == "cuda"
+        self.host = torch.zeros(2, dtype=torch.int64, pin_memory=pin)
+
+    def check(self, state: TrainState, *, final: bool = False) -> None:
+        """Raise NonFiniteLossError when skipped steps persist; ``final=True`` (after the last
+        step) reads exact counts and also refuses a run none of whose steps updated the model."""
+        self.host.copy_(
+            torch.stack([self.stats.skipped, self.stats.skipped_in_a_row]), non_blocking=not final
+        )
+        skipped, in_a_row = self.host.tolist()
+        steps = state.step - state.start_step
+        all_skipped = final and steps > 0 and skipped == steps
+        if in_a_row < MAX_SKIPPED_IN_A_ROW and skipped <= self.max_share and not all_skipped:
+            return
+        ckpt = state.last_checkpoint
+        kept = (
+            f"The last good checkpoint is {ckpt}."
+            if ckpt is not None
+            else "No checkpoint was written before this."
+        )
+        raise NonFiniteLossError(
+            f"training stopped at step {state.step}: {in_a_row} step(s) in a row and {skipped} in "
+            f"all had a non-finite loss or gradient (limit: {MAX_SKIPPED_IN_A_ROW} in a row or "
+            f"{self.max_share} in all) and were skipped. Lower the learning rate "
+            f"(learning_rate={state.training_config.learning_rate}), enable gradient clipping, "
+            "or check the prior for NaN/inf samples or class ids outside the model's range. " + kept
+        )
+
+
+class TrainStep:
+    """Forward, backward, clipping and a skippable AdamW update; no host synchronisation."""
+
+    def __init__(self, state: TrainState) -> None:
+        self.state = state
+        self.tc = state.training_config
+        self.params = [p for p in state.model.parameters() if p.requires_grad]
+        self.stats = StepStats(state.device)
+
+    def __call__(self, x: Tensor | None, y: Tensor) -> Tensor:
+        state, tc = self.state, self.tc
+        model, optimizer = state.model, state.optimizer
+        with autocast(state.device, tc.precision):
+            args = (y,) if x is None else (x, y)
+            loss = state.net(*args, return_type="loss")
+        optimizer.zero_grad(set_to_none=True)
+        loss.backward()
+        grads = [p.grad for p in self.params if p.grad is not None]
+        norm = torch.nn.utils.get_total_norm(grads)
+        bad = ~(torch.isfinite(loss) & torch.isfinite(norm))
+        if tc.use_grad_clip:
+            torch.nn.utils.clip_grads_with_norm_(self.params, tc.grad_clip, norm)
+        optimizer.found_inf = bad.to(torch.float32)  # fused AdamW skips the update when 1
+        optimizer.step()
+        state.scheduler.step()
+        self.stats.record(bad, model.out_of_range(y), y.numel())
+        return loss.detach()
