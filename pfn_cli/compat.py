@@ -1,7 +1,10 @@
-"""Does a model config fit a prior? One clear paragraph when it does not, before training.
+"""Does a model choice fit a prior? The library decides; the CLI adds the user's choice names.
 
-A prior is described by two facts: supervised (it draws x) or not, and continuous or
-discrete targets. Each model kind needs one combination.
+``pfn_transformers.task.compatibility_problem`` is the one rule (also used by ``train`` and
+evaluation). The CLI asks it twice: before the model config is resolved (from the config
+class and its literal fields, so a classification head on a GP prior is refused before its
+sizes are computed), and after (sizes such as ``input_dim`` and ``num_classes``). Its only
+additions are the ``model=``/``prior=`` names and which built-in options would fit.
 """
 
 from __future__ import annotations
@@ -12,147 +15,108 @@ from omegaconf import DictConfig
 
 from pfn_cli.errors import CliError
 
-# (supervised, target_type) -> the built-in model and prior choices of that kind
-KINDS: dict[tuple[bool, str], dict[str, Any]] = {
+# The built-in options of each (supervised, target_type), for "use ..." suggestions.
+KINDS: dict[tuple[bool, str], dict[str, list[str]]] = {
     (True, "continuous"): {
-        "desc": "supervised with continuous targets",
         "models": ["regression", "regression_point"],
         "priors": ["linear", "polynomial", "gp", "mlp", "step_sine", "csv"],
     },
-    (True, "discrete"): {
-        "desc": "supervised with discrete labels",
-        "models": ["classification"],
-        "priors": ["logistic"],
-    },
+    (True, "discrete"): {"models": ["classification"], "priors": ["logistic"]},
     (False, "discrete"): {
-        "desc": "unsupervised (no x) with discrete tokens",
         "models": ["unsupervised_discrete"],
         "priors": ["coin", "categorical", "markov"],
     },
-    (False, "continuous"): {
-        "desc": "unsupervised (no x) with continuous values",
-        "models": ["unsupervised_continuous"],
-        "priors": ["nig"],
-    },
-}
-
-_MODEL_DESC = {
-    "regression": "a regression head (continuous y given x)",
-    "classification": "a classification head (one of num_classes labels given x)",
-    "unsupervised": "a next-token model over sequences without x",
+    (False, "continuous"): {"models": ["unsupervised_continuous"], "priors": ["nig"]},
 }
 
 
-def model_kind_from_target(target: str | None, input_type: str | None) -> tuple | None:
-    """(family, supervised, target_type) for a model config ``_target_``, None if unknown."""
-    if not target:
+def _literal_fields(node: DictConfig) -> dict[str, Any]:
+    """The node's fields whose values are plain literals (interpolations left out)."""
+    out: dict[str, Any] = {}
+    for key in node:
+        raw = node._get_node(key)._value()
+        if not (isinstance(raw, str) and "${" in raw):
+            out[str(key)] = raw
+    return out
+
+
+def model_task_from_node(node: DictConfig | None) -> Any:
+    """The ``TaskSpec`` of a ``model`` config node before it is resolved, or None for a model
+    config class that does not describe its task (a user's own: trusted)."""
+    if not isinstance(node, DictConfig) or "_target_" not in node:
         return None
-    name = str(target).rsplit(".", 1)[-1]
-    if name in ("RegressionConfig", "Regression"):
-        return ("regression", True, "continuous")
-    if name in ("ClassificationConfig", "Classification"):
-        return ("classification", True, "discrete")
-    if name in ("UnsupervisedConfig", "Unsupervised"):
-        return ("unsupervised", False, input_type or "discrete")
-    return None
+    from hydra.utils import get_class
+
+    try:
+        cls = get_class(str(node._target_))
+    except Exception:  # reported when the config is instantiated
+        return None
+    task_for = getattr(cls, "task_for", None)
+    if task_for is None:
+        return None
+    try:
+        return task_for(_literal_fields(node))
+    except ValueError as exc:
+        raise CliError(f"model: {exc}") from None
 
 
-def model_kind_from_config(model_config: Any) -> tuple | None:
-    """Same, for an instantiated model config (e.g. from a checkpoint)."""
-    target = type(model_config).__name__
-    return model_kind_from_target(target, getattr(model_config, "input_type", None))
+def describe_prior(prior: Any, prior_choice: str | None) -> Any:
+    """The prior's ``TaskSpec``; a prior that draws malformed data is a CliError."""
+    from pfn_transformers.data.base import PriorShapeError
+    from pfn_transformers.data.protocol import describe_generator
+
+    label = f"prior={prior_choice}" if prior_choice else "the prior"
+    try:
+        return describe_generator(prior)
+    except (PriorShapeError, TypeError) as exc:
+        raise CliError(f"{label}: {exc}") from None
 
 
-def prior_kind(prior: Any) -> tuple[bool, str]:
-    supervised = getattr(prior, "input_dim", None) is not None
-    target = getattr(prior, "target_type", "continuous") or "continuous"
-    return supervised, str(target)
-
-
-def _describe_prior(prior: Any) -> str:
-    supervised, target = prior_kind(prior)
-    return KINDS.get((supervised, target), {}).get("desc", f"{target} targets")
-
-
-def check_compatible(
-    model_kind: tuple | None,
+def check_fit(
+    model_task: Any,
     prior: Any,
     *,
     model_choice: str | None,
     prior_choice: str | None,
     model_label: str | None = None,
+    size_hint: str = "Model sizes follow the prior unless overridden.",
 ) -> None:
-    """Raise CliError (one paragraph naming both choices) when the model cannot fit the prior."""
-    if model_kind is None:
-        return  # a user's own model config class: trust it
-    family, m_sup, m_target = model_kind
-    p_sup, p_target = prior_kind(prior)
-    if (m_sup, m_target) == (p_sup, p_target):
+    """Raise CliError (one paragraph naming both choices) when the model cannot fit the prior.
+
+    ``size_hint`` ends a message about mismatched sizes (input_dim, classes).
+    """
+    if model_task is None:
         return
+    from pfn_transformers.task import compatibility_problem
+
+    data_task = describe_prior(prior, prior_choice)
     model_name = f"model={model_choice}" if model_choice else (model_label or "the model")
     prior_name = f"prior={prior_choice}" if prior_choice else "the prior"
-    needs = KINDS.get((m_sup, m_target), {})
-    has = KINDS.get((p_sup, p_target), {})
-    model_desc = _MODEL_DESC.get(family, family)
-    if family == "unsupervised":
-        model_desc = f"an unsupervised next-token model over {m_target} values"
-    msg = (
-        f"Incompatible choices: {model_name} is {model_desc}, so it needs a prior that is "
-        f"{needs.get('desc', 'of another kind')}, but {prior_name} "
-        f"({type(prior).__name__}) is {_describe_prior(prior)}. "
+    problem = compatibility_problem(
+        model_task,
+        data_task,
+        model_name=model_name,
+        data_name=f"{prior_name} ({type(prior).__name__})",
     )
-    if has.get("models"):
-        msg += f"For {prior_name} use " + " or ".join(f"model={m}" for m in has["models"]) + "; "
-    if needs.get("priors"):
-        msg += f"with {model_name} use a prior such as " + ", ".join(
-            f"prior={p}" for p in needs["priors"]
+    if problem is None:
+        return
+    kind_differs = (model_task.supervised, model_task.target_type) != (
+        data_task.supervised,
+        data_task.target_type,
+    )
+    if not kind_differs:
+        raise CliError(f"{problem} {size_hint}")
+    msg = f"Incompatible choices: {problem}"
+    fits = KINDS.get((data_task.supervised, data_task.target_type), {})
+    wanted = KINDS.get((model_task.supervised, model_task.target_type), {})
+    if fits.get("models"):
+        msg += f" Built-in options for {prior_name}: " + " or ".join(
+            f"model={m}" for m in fits["models"]
         )
         msg += "."
-    raise CliError(msg.strip())
-
-
-def check_resolved_fields(
-    model_fields: dict[str, Any], prior: Any, *, model_choice: str | None, prior_choice: str | None
-) -> None:
-    """Explicit sizes in the model config must match the prior (input_dim, classes, vocab)."""
-    model_name = f"model={model_choice}" if model_choice else "model"
-    prior_name = f"prior={prior_choice}" if prior_choice else "the prior"
-    p_dim = getattr(prior, "input_dim", None)
-    m_dim = model_fields.get("input_dim")
-    if p_dim is not None and m_dim is not None and int(m_dim) != int(p_dim):
-        raise CliError(
-            f"{model_name} has input_dim={m_dim} but {prior_name} draws x with input_dim="
-            f"{p_dim}; drop the override (model.input_dim follows the prior by default) or "
-            f"set prior.input_dim={m_dim}."
+    if wanted.get("priors"):
+        msg += f" Priors that fit {model_name}: " + ", ".join(
+            f"prior={p}" for p in wanted["priors"]
         )
-    p_classes = getattr(prior, "num_classes", None)
-    if p_classes is None:
-        return
-    m_classes = model_fields.get("num_classes")
-    if m_classes is not None and int(m_classes) != int(p_classes):
-        raise CliError(
-            f"{model_name} has num_classes={m_classes} but {prior_name} draws labels from "
-            f"{p_classes} classes; drop the override (model.num_classes follows the prior) "
-            "or change the prior."
-        )
-    if model_fields.get("input_type") == "discrete":
-        vocab = model_fields.get("d_vocab")
-        if vocab is not None and int(vocab) < int(p_classes):
-            raise CliError(
-                f"{model_name} has d_vocab={vocab} but {prior_name} draws {p_classes} distinct "
-                "tokens; d_vocab must be at least that (it follows the prior by default)."
-            )
-
-
-def model_kind_from_node(node: DictConfig) -> tuple | None:
-    """Kind of a ``model`` config node, read without resolving its interpolations."""
-    if node is None:
-        return None
-    target = node.get("_target_") if isinstance(node, DictConfig) else None
-    input_type = None
-    if isinstance(node, DictConfig) and "input_type" in node:
-        raw = node._get_node("input_type")
-        input_type = None if raw is None else raw._value()
-        if isinstance(input_type, str) and input_type.startswith("${"):
-            input_type = node.get("input_type")
-    return model_kind_from_target(target, input_type)
+        msg += "."
+    raise CliError(msg)

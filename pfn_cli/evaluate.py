@@ -16,7 +16,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf
 
 from pfn_cli._app import hydra_app
-from pfn_cli.compat import check_compatible, check_resolved_fields, model_kind_from_config
+from pfn_cli.compat import check_fit
 from pfn_cli.errors import CliError, describe_exception
 from pfn_cli.resolvers import instantiate_prior, register_resolvers
 from pfn_cli.runs import (
@@ -109,16 +109,14 @@ def resolve_prior(cfg: DictConfig, loaded: LoadedRun) -> tuple[Any, str | None, 
         choice = loaded.prior_choice
         prior = instantiate_prior(loaded.run_cfg.prior, choice)
         own = True
-    mcfg = loaded.metadata.model_config
-    check_compatible(
-        model_kind_from_config(mcfg),
+    check_fit(
+        loaded.metadata.model_config.task,
         prior,
         model_choice=loaded.model_choice,
         prior_choice=choice,
         model_label=f"the model of {loaded.run_dir.name}",
+        size_hint="Choose a prior of the sizes the run was trained for.",
     )
-    fields = mcfg.to_dict() if hasattr(mcfg, "to_dict") else dict(vars(mcfg))
-    check_resolved_fields(fields, prior, model_choice=loaded.model_choice, prior_choice=choice)
     return prior, choice, own
 
 

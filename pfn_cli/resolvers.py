@@ -65,12 +65,12 @@ def instantiate_prior(node: DictConfig, choice: str | None = None) -> Any:
             "fields (`pfn train --cfg job` shows them) and that its module is importable "
             "(run pfn from the folder that holds it, or add it to PYTHONPATH)."
         ) from None
-    if not hasattr(prior, "generate_batch") and not hasattr(prior, "generate"):
-        raise CliError(
-            f"{label}: {node.get('_target_')} returned a {type(prior).__name__}, which is not a "
-            "data generator (it needs generate_batch(batch_size, seq_len) -> (x | None, y), "
-            "or generate(seq_len)); see pfn_transformers.DataGenerator."
-        )
+    from pfn_transformers.data.protocol import batch_source
+
+    try:
+        batch_source(prior)
+    except TypeError as exc:
+        raise CliError(f"{label}: {node.get('_target_')} returned {exc}") from None
     _PRIOR_CACHE[key] = prior
     return prior
 
@@ -86,24 +86,15 @@ def prior_targets(prior: Any, n: int) -> Any:
     """``n`` draws of y from the prior predictive (fixed seed, caller's RNG untouched)."""
     import torch
 
+    from pfn_transformers.data.protocol import batch_source
+
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(_RIEMANN_SEED)
         if hasattr(prior, "sample_targets"):
             y = prior.sample_targets(n)
         else:
-            _, y = (
-                prior.generate_batch(n, 1)
-                if hasattr(prior, "generate_batch")
-                else (
-                    None,
-                    torch.stack([torch.as_tensor(_y_of(prior.generate(1))) for _ in range(n)]),
-                )
-            )
+            _, y = batch_source(prior).sample(n, 1)
     return torch.as_tensor(y).reshape(-1).float()
-
-
-def _y_of(sample: Any) -> Any:
-    return sample[1] if isinstance(sample, tuple) else sample
 
 
 def prior_y_range(prior: Any) -> tuple[float, float]:
@@ -124,7 +115,23 @@ def prior_y_range(prior: Any) -> tuple[float, float]:
 
 # ---------------------------------------------------------------------------- resolvers
 def _prior_attr(attr: str, *, _root_: DictConfig) -> Any:
-    value = getattr(_root_prior(_root_), str(attr), None)
+    """An attribute of the prior; ``input_dim`` and ``num_classes`` come from its TaskSpec
+    (its attributes, else one sample), so a plain class with only ``generate`` works."""
+    prior = _root_prior(_root_)
+    attr = str(attr)
+    if attr in ("input_dim", "num_classes"):
+        from pfn_cli.compat import describe_prior
+
+        spec = describe_prior(prior, None)
+        value = getattr(spec, attr)
+        if value is None and attr == "num_classes" and spec.discrete:
+            raise CliError(
+                f"the prior {type(prior).__name__} draws discrete values but does not say how "
+                "many classes/tokens there are; give it a num_classes attribute, or set the "
+                "model's size yourself (model.num_classes=K or model.d_vocab=K)."
+            )
+        return value
+    value = getattr(prior, attr, None)
     if hasattr(value, "tolist"):
         value = value.tolist()
     return value

@@ -103,7 +103,7 @@ def run_sample(cfg: DictConfig) -> dict[str, Any]:
 
     model = loaded.model
     mcfg = loaded.metadata.model_config
-    supervised = getattr(model, "supervised", getattr(mcfg, "kind", "") != "unsupervised")
+    supervised = model.task.supervised
     input_dim = getattr(mcfg, "input_dim", None) if supervised else None
     ctx = cfg.context
     source = str(ctx.get("source", "prior"))
@@ -170,6 +170,8 @@ def run_sample(cfg: DictConfig) -> dict[str, Any]:
 def _sample_supervised(cfg, model, prior, input_dim, num_samples, temperature, device):
     import torch
 
+    from pfn_transformers import sample_batch
+
     ctx = cfg.context
     if str(ctx.source) == "file":
         x_ctx, y_ctx, x_query = _file_context(ctx, input_dim)
@@ -180,7 +182,7 @@ def _sample_supervised(cfg, model, prior, input_dim, num_samples, temperature, d
         n, m = int(ctx.n), int(ctx.num_query)
         if n < 0 or m < 1:
             raise CliError(f"context.n={n}, context.num_query={m}: need n >= 0 and num_query >= 1.")
-        x, y = prior.generate_batch(1, n + m)
+        x, y = sample_batch(prior, 1, n + m)
         x_ctx, y_ctx = x[0, :n], y[0, :n]
         x_query, y_true = x[0, n:], y[0, n:]
         if input_dim == 1:
@@ -205,12 +207,13 @@ def _sample_supervised(cfg, model, prior, input_dim, num_samples, temperature, d
 
 
 def _sample_unsupervised(cfg, loaded, model, prior, num_samples, temperature, device):
+    from pfn_transformers import sample_batch
 
     ctx = cfg.context
     seq_len = int(cfg.get("seq_len") or _run_seq_len(loaded))
     prefix = None
     if str(ctx.source) == "prior" and int(ctx.n) > 0:
-        _, y = prior.generate_batch(1, int(ctx.n))
+        _, y = sample_batch(prior, 1, int(ctx.n))
         prefix = y[0]
     elif str(ctx.source) == "file":
         _, prefix, _ = _file_context(ctx, None)

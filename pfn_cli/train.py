@@ -21,7 +21,7 @@ from typing import Any
 from omegaconf import DictConfig, OmegaConf, open_dict
 
 from pfn_cli._app import hydra_app, is_multirun
-from pfn_cli.compat import check_compatible, check_resolved_fields, model_kind_from_node
+from pfn_cli.compat import check_fit, model_task_from_node
 from pfn_cli.errors import CliError, describe_exception
 from pfn_cli.resolvers import instantiate_prior, register_resolvers, resume_target
 from pfn_cli.runs import (
@@ -64,15 +64,13 @@ def build_model_config(
 
     if "model" not in cfg or cfg.model is None:
         raise CliError("no model is configured; choose one with model=NAME (see --help).")
-    check_compatible(
-        model_kind_from_node(cfg.model), prior, model_choice=model_choice, prior_choice=prior_choice
-    )
+    names = {"model_choice": model_choice, "prior_choice": prior_choice}
+    check_fit(model_task_from_node(cfg.model), prior, **names)
     label = f"model={model_choice}" if model_choice else "model"
     try:
         fields = OmegaConf.to_container(cfg.model, resolve=True)
     except Exception as exc:
         raise CliError(f"{label}: its config does not resolve: {describe_exception(exc)}") from None
-    check_resolved_fields(fields, prior, model_choice=model_choice, prior_choice=prior_choice)
     try:
         model_config = instantiate(fields, _convert_="all")
     except Exception as exc:
@@ -80,6 +78,7 @@ def build_model_config(
             f"{label}: invalid model config: {describe_exception(exc)} "
             "(`pfn train --cfg job --resolve` shows the composed values)."
         ) from None
+    check_fit(getattr(model_config, "task", None), prior, **names)
     return model_config, fields
 
 

@@ -205,8 +205,9 @@ def test_riemann_borders_estimated_from_prior(tmp_path, csv_file):
 
 
 def test_explicit_mismatch_is_refused(tmp_path, csv_file):
-    cfg = compose_train("classification", "logistic", csv_file, "model.num_classes=5", *SMALL)
-    with pytest.raises(CliError, match="num_classes=5"):
+    # fewer classes than the prior draws (more would be harmless: the extra get ~0 mass)
+    cfg = compose_train("classification", "logistic", csv_file, "model.num_classes=2", *SMALL)
+    with pytest.raises(CliError, match="num_classes=2 .* but prior=logistic"):
         build_experiment(cfg, tmp_path, model_choice="classification", prior_choice="logistic")
     cfg = compose_train("regression", "linear", csv_file, "model.input_dim=3", *SMALL)
     with pytest.raises(CliError, match="input_dim=3"):
