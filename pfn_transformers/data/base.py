@@ -4,7 +4,8 @@ A data generator is *any* object with one of
 
 - ``generate(seq_len)`` -> ``(x [seq, input_dim], y [seq])``, or ``y [seq]`` without x
   (the spec's one-sequence form), or
-- ``generate_batch(batch_size, seq_len)`` -> ``(x [batch, seq, input_dim] | None, y [batch, seq])``.
+- ``generate_batch(batch_size, seq_len)`` -> ``(x [batch, seq, input_dim] | None, y [batch, seq])``,
+  optionally with a ``device=None`` keyword: then training asks for batches drawn there.
 
 Subclassing ``DataGenerator`` is optional: it fills in whichever of the two methods a
 subclass leaves out and gives ``sample_targets`` and a readable repr. What the library needs

@@ -12,6 +12,9 @@
   ``num_classes``), read from attributes when present and otherwise from one sample drawn
   without touching the caller's random state.
 
+A ``generate_batch`` that takes a ``device`` argument (every built-in prior and generator)
+is asked to draw on ``device`` directly; other generators draw on the CPU and are moved.
+
 A wrong shape or dtype is a ``PriorShapeError`` naming the generator, never a silently wrong
 tensor.
 """

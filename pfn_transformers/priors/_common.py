@@ -66,8 +66,11 @@ def check_int(owner: str, name: str, value, minimum: int = 1) -> int:
     return int(value)
 
 
-def uniform(shape: tuple[int, ...], low: float, high: float) -> Tensor:
-    return torch.rand(shape) * (high - low) + low
+def uniform(
+    shape: tuple[int, ...], low: float, high: float, device: torch.device | str | None = None
+) -> Tensor:
+    """U[low, high) draws made on ``device`` (None: torch's default, the CPU), no copy."""
+    return torch.rand(shape, device=device) * (high - low) + low
 
 
 def exclusive_cumsum(t: Tensor, dim: int) -> Tensor:

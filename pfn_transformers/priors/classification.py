@@ -61,10 +61,14 @@ class LogisticClassificationPrior(DiscretePredictiveMixin, ExactPosteriorMixin, 
         check_positive(name, "bias_std", self.bias_std, allow_zero=True)
         _check_x_range(name, self.x_low, self.x_high)
 
-    def generate_batch(self, batch_size: int, seq_len: int) -> tuple[Tensor, Tensor]:
-        x = uniform((batch_size, seq_len, self.input_dim), self.x_low, self.x_high)
-        w = torch.randn(batch_size, self.input_dim, self.num_classes) * self.weight_std
-        b = torch.randn(batch_size, 1, self.num_classes) * self.bias_std
+    def generate_batch(
+        self, batch_size: int, seq_len: int, device: torch.device | str | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Draws on ``device`` (None: CPU); labels by the Gumbel-max trick, so no sync."""
+        x = uniform((batch_size, seq_len, self.input_dim), self.x_low, self.x_high, device)
+        w = torch.randn(batch_size, self.input_dim, self.num_classes, device=device)
+        w = w * self.weight_std
+        b = torch.randn(batch_size, 1, self.num_classes, device=device) * self.bias_std
         logits = torch.bmm(x, w) + b
         gumbel = -torch.log(-torch.log(torch.rand_like(logits).clamp_min(1e-20)))
         y = (logits + gumbel).argmax(-1)

@@ -213,8 +213,11 @@ class CSVDatasetPrior(DataGenerator):
         self.target_type = self.generator.target_type
         self.num_classes = self.generator.num_classes
 
-    def generate_batch(self, batch_size: int, seq_len: int) -> tuple[Tensor | None, Tensor]:
-        return self.generator.generate_batch(batch_size, seq_len)
+    def generate_batch(
+        self, batch_size: int, seq_len: int, device: torch.device | str | None = None
+    ) -> tuple[Tensor | None, Tensor]:
+        """Rows gathered on ``device`` (None: CPU) from a copy of the file cached there."""
+        return self.generator.generate_batch(batch_size, seq_len, device=device)
 
     def sample_targets(self, n: int) -> Tensor:
         """``n`` targets drawn (with replacement) from the file's rows."""

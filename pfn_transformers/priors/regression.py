@@ -95,18 +95,24 @@ class LinearRegressionPrior(
             feats.append(torch.ones_like(x[..., :1]))
         return torch.cat(feats, dim=-1)
 
-    def prior_variances(self, dtype=torch.float32) -> Tensor:
+    def prior_variances(
+        self, dtype: torch.dtype = torch.float32, device: torch.device | str | None = None
+    ) -> Tensor:
         """Diagonal of the prior covariance S0 of the feature weights."""
         n_w = self.num_features - int(self.bias)
         v = [self.weight_std**2] * n_w + ([self.bias_std**2] if self.bias else [])
-        return torch.tensor(v, dtype=dtype)
+        return torch.tensor(v, dtype=dtype, device=device)
 
     # ------------------------------------------------------------------ sampling
-    def generate_batch(self, batch_size: int, seq_len: int) -> tuple[Tensor, Tensor]:
-        x = uniform((batch_size, seq_len, self.input_dim), self.x_low, self.x_high)
+    def generate_batch(
+        self, batch_size: int, seq_len: int, device: torch.device | str | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Draws on ``device`` (None: CPU) so training needs no host-to-device copy."""
+        x = uniform((batch_size, seq_len, self.input_dim), self.x_low, self.x_high, device)
         phi = self.featurize(x)
-        w = torch.randn(batch_size, 1, self.num_features) * self.prior_variances().sqrt()
-        y = (phi * w).sum(-1) + self.noise_std * torch.randn(batch_size, seq_len)
+        w = torch.randn(batch_size, 1, self.num_features, device=device)
+        w = w * self.prior_variances(device=device).sqrt()
+        y = (phi * w).sum(-1) + self.noise_std * torch.randn(batch_size, seq_len, device=device)
         return x, y
 
     # ------------------------------------------------------------------ exact predictive
@@ -212,13 +218,16 @@ class GPPrior(GaussianPredictiveMixin, ContinuousTargetMixin, ExactPosteriorMixi
         """Covariance of y given x: K(x, x) + (noise_var + jitter) I, float64."""
         xd = x.double()
         k = self.kernel(xd, xd)
-        eye = torch.eye(x.shape[-2], dtype=torch.float64)
+        eye = torch.eye(x.shape[-2], dtype=torch.float64, device=x.device)
         return k + (self.noise_var + self.jitter) * eye
 
-    def generate_batch(self, batch_size: int, seq_len: int) -> tuple[Tensor, Tensor]:
-        x = uniform((batch_size, seq_len, self.input_dim), self.x_low, self.x_high)
+    def generate_batch(
+        self, batch_size: int, seq_len: int, device: torch.device | str | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Draws on ``device`` (None: CPU); the float64 Cholesky runs there too."""
+        x = uniform((batch_size, seq_len, self.input_dim), self.x_low, self.x_high, device)
         chol = torch.linalg.cholesky(self.covariance(x))
-        z = torch.randn(batch_size, seq_len, 1, dtype=torch.float64)
+        z = torch.randn(batch_size, seq_len, 1, dtype=torch.float64, device=device)
         y = (chol @ z).squeeze(-1).float()
         return x, y
 
@@ -282,18 +291,22 @@ class MLPPrior(ContinuousTargetMixin, DataGenerator):
         check_positive(name, "bias_std", self.bias_std, allow_zero=True)
         _check_x_range(name, self.x_low, self.x_high)
 
-    def generate_batch(self, batch_size: int, seq_len: int) -> tuple[Tensor, Tensor]:
+    def generate_batch(
+        self, batch_size: int, seq_len: int, device: torch.device | str | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Draws on ``device`` (None: CPU), the random networks included."""
         act = _ACTIVATIONS[self.activation]
-        x = uniform((batch_size, seq_len, self.input_dim), self.x_low, self.x_high)
+        x = uniform((batch_size, seq_len, self.input_dim), self.x_low, self.x_high, device)
         h = x
         widths = [self.input_dim] + [self.hidden] * self.layers + [1]
         for i, (fan_in, fan_out) in enumerate(zip(widths[:-1], widths[1:])):
-            w = torch.randn(batch_size, fan_in, fan_out) * (self.weight_std / math.sqrt(fan_in))
-            b = torch.randn(batch_size, 1, fan_out) * self.bias_std
+            w = torch.randn(batch_size, fan_in, fan_out, device=device)
+            w = w * (self.weight_std / math.sqrt(fan_in))
+            b = torch.randn(batch_size, 1, fan_out, device=device) * self.bias_std
             h = torch.bmm(h, w) + b
             if i < len(widths) - 2:
                 h = act(h)
-        y = h.squeeze(-1) + self.noise_std * torch.randn(batch_size, seq_len)
+        y = h.squeeze(-1) + self.noise_std * torch.randn(batch_size, seq_len, device=device)
         return x, y
 
 
@@ -353,24 +366,28 @@ class StepSinePrior(ContinuousTargetMixin, DataGenerator):
         check_positive(name, "noise_std", self.noise_std, allow_zero=True)
         _check_x_range(name, self.x_low, self.x_high)
 
-    def generate_batch(self, batch_size: int, seq_len: int) -> tuple[Tensor, Tensor]:
+    def generate_batch(
+        self, batch_size: int, seq_len: int, device: torch.device | str | None = None
+    ) -> tuple[Tensor, Tensor]:
+        """Draws on ``device`` (None: CPU), the mixture component choice included."""
         B, S = batch_size, seq_len
-        x = uniform((B, S, self.input_dim), self.x_low, self.x_high)
+        x = uniform((B, S, self.input_dim), self.x_low, self.x_high, device)
         if self.input_dim == 1:
             s = x[..., 0]
         else:
-            u = torch.randn(B, self.input_dim)
+            u = torch.randn(B, self.input_dim, device=device)
             u = u / u.norm(dim=-1, keepdim=True)
             s = (x * u.unsqueeze(1)).sum(-1)
-        comp = torch.multinomial(torch.tensor(self.mixture), B, replacement=True)  # 0,1,2
+        weights = torch.tensor(self.mixture, device=device)
+        comp = torch.multinomial(weights, B, replacement=True)  # 0 sine, 1 steps, 2 both
         use_sine = (comp != 1).float().unsqueeze(-1)
         use_steps = (comp != 0).float().unsqueeze(-1)
-        a = torch.rand(B, 1) * self.amplitude
-        f = uniform((B, 1), self.freq_low, self.freq_high)
-        phase = torch.rand(B, 1) * 2 * math.pi
+        a = torch.rand(B, 1, device=device) * self.amplitude
+        f = uniform((B, 1), self.freq_low, self.freq_high, device)
+        phase = torch.rand(B, 1, device=device) * 2 * math.pi
         sine = a * torch.sin(2 * math.pi * f * s + phase)
-        heights = torch.randn(B, 1, self.num_steps) * self.step_std
-        locs = uniform((B, 1, self.num_steps), self.x_low, self.x_high)
+        heights = torch.randn(B, 1, self.num_steps, device=device) * self.step_std
+        locs = uniform((B, 1, self.num_steps), self.x_low, self.x_high, device)
         steps = (heights * (s.unsqueeze(-1) > locs).float()).sum(-1)
-        y = use_sine * sine + use_steps * steps + self.noise_std * torch.randn(B, S)
+        y = use_sine * sine + use_steps * steps + self.noise_std * torch.randn(B, S, device=device)
         return x, y

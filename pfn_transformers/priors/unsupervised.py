@@ -41,9 +41,13 @@ class CoinFlipPrior(DiscretePredictiveMixin, ExactPosteriorMixin, DataGenerator)
         check_positive(name, "alpha", self.alpha)
         check_positive(name, "beta", self.beta)
 
-    def generate_batch(self, batch_size: int, seq_len: int) -> tuple[None, Tensor]:
-        theta = torch.distributions.Beta(self.alpha, self.beta).sample((batch_size, 1))
-        y = (torch.rand(batch_size, seq_len) < theta).long()
+    def generate_batch(
+        self, batch_size: int, seq_len: int, device: torch.device | str | None = None
+    ) -> tuple[None, Tensor]:
+        """Draws on ``device`` (None: CPU); the Beta has its parameters there so samples there."""
+        a, b = (torch.tensor(v, device=device) for v in (self.alpha, self.beta))
+        theta = torch.distributions.Beta(a, b, validate_args=False).sample((batch_size, 1))
+        y = (torch.rand(batch_size, seq_len, device=device) < theta).long()
         return None, y
 
     def exact_predictive_log_probs(self, x: Tensor | None, y: Tensor) -> Tensor:
@@ -83,13 +87,18 @@ class CategoricalPrior(DiscretePredictiveMixin, ExactPosteriorMixin, DataGenerat
 
     @property
     def alpha(self) -> Tensor:
-        conc = as_float_list(self.concentration, "concentration")
-        if len(conc) == 1:
-            conc = conc * self.num_categories
-        return torch.tensor(conc, dtype=torch.float64)
+        return torch.tensor(self._alpha_values(), dtype=torch.float64)
 
-    def generate_batch(self, batch_size: int, seq_len: int) -> tuple[None, Tensor]:
-        p = torch.distributions.Dirichlet(self.alpha.float()).sample((batch_size,))
+    def _alpha_values(self) -> list[float]:
+        conc = as_float_list(self.concentration, "concentration")
+        return conc * self.num_categories if len(conc) == 1 else conc
+
+    def generate_batch(
+        self, batch_size: int, seq_len: int, device: torch.device | str | None = None
+    ) -> tuple[None, Tensor]:
+        """Draws on ``device`` (None: CPU); the Dirichlet has its parameters there."""
+        alpha = torch.tensor(self._alpha_values(), dtype=torch.float32, device=device)
+        p = torch.distributions.Dirichlet(alpha, validate_args=False).sample((batch_size,))
         y = torch.multinomial(p, seq_len, replacement=True) if seq_len > 0 else p[:, :0].long()
         return None, y
 
@@ -121,20 +130,24 @@ class MarkovChainPrior(DiscretePredictiveMixin, ExactPosteriorMixin, DataGenerat
     def num_classes(self) -> int:  # type: ignore[override]
         return self.num_states
 
-    def generate_batch(self, batch_size: int, seq_len: int) -> tuple[None, Tensor]:
+    def generate_batch(
+        self, batch_size: int, seq_len: int, device: torch.device | str | None = None
+    ) -> tuple[None, Tensor]:
+        """Draws on ``device`` (None: CPU); the chain steps never read values back to Python."""
         K = self.num_states
-        trans = torch.distributions.Dirichlet(torch.full((K,), self.concentration)).sample(
+        conc = torch.full((K,), self.concentration, device=device)
+        trans = torch.distributions.Dirichlet(conc, validate_args=False).sample(
             (batch_size, K)
         )  # [B, K, K]
         cum = trans.cumsum(-1)
         cum[..., -1] = 1.0
-        y = torch.empty(batch_size, seq_len, dtype=torch.long)
+        y = torch.empty(batch_size, seq_len, dtype=torch.long, device=device)
         if seq_len == 0:
             return None, y
-        state = torch.randint(0, K, (batch_size,))
+        state = torch.randint(0, K, (batch_size,), device=device)
         y[:, 0] = state
-        u = torch.rand(batch_size, seq_len)
-        rows = torch.arange(batch_size)
+        u = torch.rand(batch_size, seq_len, device=device)
+        rows = torch.arange(batch_size, device=device)
         # The chain is sequential in time; each step is vectorised over the whole batch.
         for t in range(1, seq_len):
             c = cum[rows, state]  # [B, K]
@@ -185,11 +198,15 @@ class NormalInverseGammaPrior(ContinuousTargetMixin, ExactPosteriorMixin, DataGe
         for k in ("kappa0", "alpha0", "beta0"):
             check_positive(name, k, getattr(self, k))
 
-    def generate_batch(self, batch_size: int, seq_len: int) -> tuple[None, Tensor]:
-        prec = torch.distributions.Gamma(self.alpha0, self.beta0).sample((batch_size, 1))
+    def generate_batch(
+        self, batch_size: int, seq_len: int, device: torch.device | str | None = None
+    ) -> tuple[None, Tensor]:
+        """Draws on ``device`` (None: CPU); the Gamma has its parameters there."""
+        a, b = (torch.tensor(v, device=device) for v in (self.alpha0, self.beta0))
+        prec = torch.distributions.Gamma(a, b, validate_args=False).sample((batch_size, 1))
         sigma = prec.rsqrt()
-        mu = self.mu0 + sigma / math.sqrt(self.kappa0) * torch.randn(batch_size, 1)
-        y = mu + sigma * torch.randn(batch_size, seq_len)
+        mu = self.mu0 + sigma / math.sqrt(self.kappa0) * torch.randn(batch_size, 1, device=device)
+        y = mu + sigma * torch.randn(batch_size, seq_len, device=device)
         return None, y
 
     def exact_predictive_params(self, y: Tensor) -> tuple[Tensor, Tensor, Tensor]:
