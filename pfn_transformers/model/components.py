@@ -16,6 +16,7 @@ from torch import Tensor, nn
 from transformer_lens.hook_points import HookPoint
 
 from .configs import BaseModelConfig
+from .kv_cache import KVCacheEntry
 
 _ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "silu": F.silu}
 
@@ -76,7 +77,11 @@ class Attention(nn.Module):
             return True
         return x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
 
-    def forward(self, x: Tensor, mask: Tensor) -> Tensor:
+    def forward(
+        self, x: Tensor, mask: Tensor, cache: KVCacheEntry | None = None, append: bool = True
+    ) -> Tensor:
+        """``mask`` is [query_pos, key_pos]; with a ``cache`` the keys are the cached tokens
+        followed by x's, and x's keys/values are stored when ``append``."""
         b, t, d = x.shape
         h, dh = self.n_heads, self.d_head
         # One fused projection: [d, 3*h*dh] built from the TL-layout weights.
@@ -87,6 +92,8 @@ class Attention(nn.Module):
         k = self.hook_k(qkv[:, :, 1])
         v = self.hook_v(qkv[:, :, 2])
         q, k, v = (z.transpose(1, 2) for z in (q, k, v))  # [b, h, t, dh]
+        if cache is not None:
+            k, v = cache.extend(k, v, append=append)
         if self.needs_explicit_path(x):
             scores = (q @ k.transpose(-1, -2)) / math.sqrt(dh)
             scores = self.hook_attn_scores(scores.masked_fill(~mask, float("-inf")))
@@ -136,7 +143,10 @@ class TransformerBlock(nn.Module):
         self.hook_mlp_out = HookPoint()
         self.hook_resid_post = HookPoint()
 
-    def forward(self, resid: Tensor, mask: Tensor) -> Tensor:
+    def forward(
+        self, resid: Tensor, mask: Tensor, cache: KVCacheEntry | None = None, append: bool = True
+    ) -> Tensor:
         resid = self.hook_resid_pre(resid)
-        resid = self.hook_resid_mid(resid + self.hook_attn_out(self.attn(self.ln1(resid), mask)))
+        attn_out = self.attn(self.ln1(resid), mask, cache, append)
+        resid = self.hook_resid_mid(resid + self.hook_attn_out(attn_out))
         return self.hook_resid_post(resid + self.hook_mlp_out(self.mlp(self.ln2(resid))))

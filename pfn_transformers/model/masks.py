@@ -50,16 +50,22 @@ def _causal_mask(t: int, device: str) -> Tensor:
     return torch.ones(t, t, dtype=torch.bool).tril().to(device)
 
 
+def _cached(fn, *args):
+    """The lru-cached mask eagerly; under torch.compile the builder itself (traced once
+    into the graph as a constant, which dynamo cannot do through the cache wrapper)."""
+    return fn.__wrapped__(*args) if torch.compiler.is_compiling() else fn(*args)
+
+
 def pfn_mask(n_pairs: int, n_queries: int, *, queries_see_all: bool, device) -> Tensor:
     """Mask for the ``autoregressive-pfn`` layout."""
-    return _pfn_mask(n_pairs, n_queries, queries_see_all, str(device))
+    return _cached(_pfn_mask, n_pairs, n_queries, queries_see_all, str(device))
 
 
 def interleaved_mask(n_pairs: int, n_extra_queries: int, *, device) -> Tensor:
     """Mask for the ``gpt2`` supervised layout (interleaved query/pair tokens)."""
-    return _interleaved_mask(n_pairs, n_extra_queries, str(device))
+    return _cached(_interleaved_mask, n_pairs, n_extra_queries, str(device))
 
 
 def causal_mask(t: int, *, device) -> Tensor:
     """Plain causal mask (unsupervised sequences)."""
-    return _causal_mask(t, str(device))
+    return _cached(_causal_mask, t, str(device))

@@ -30,6 +30,7 @@ from .configs import (
     RegressionConfig,
     UnsupervisedConfig,
 )
+from .kv_cache import KVCache
 from .masks import causal_mask, interleaved_mask, pfn_mask
 
 
@@ -104,22 +105,46 @@ class PFNModel(HookedRootModule):
             h = F.gelu(h) @ self.W_x2 + self.b_x2
         return h
 
+    def _query_tokens(self, x: Tensor, ex: Tensor | None = None) -> Tensor:
+        """Tokens of points whose y is to be predicted (x only)."""
+        return (self._embed_x(x) if ex is None else ex) + self.token_type[0]
+
+    def _pair_tokens(self, x: Tensor, y: Tensor, ex: Tensor | None = None) -> Tensor:
+        """Tokens of observed (x, y) pairs; ``ex`` reuses an already computed x embedding."""
+        return (self._embed_x(x) if ex is None else ex) + self._embed_y(y) + self.token_type[1]
+
     def _start(self, batch: int) -> Tensor:
         return self.start_token.expand(batch, 1, -1)
 
-    def _run(self, tokens: Tensor, mask: Tensor) -> Tensor:
-        """Blocks + final LayerNorm + unembedding over the whole token sequence."""
+    def _run(
+        self,
+        tokens: Tensor,
+        mask: Tensor | None = None,
+        cache: KVCache | None = None,
+        append: bool = True,
+    ) -> Tensor:
+        """Blocks + final LayerNorm over a token sequence (the residual stream at the end).
+
+        With a ``cache`` the tokens continue the cached ones: they sit at positions
+        ``cache.length ...``, see every cached token and each other causally, and are stored
+        when ``append`` (a PFN's query tokens are not: nothing later may see them).
+        """
+        start = 0 if cache is None else cache.length
+        t = tokens.shape[1]
+        if cache is not None:
+            mask = cache.mask(t, tokens.device)
         if self.config.positional_embedding:
-            t = tokens.shape[1]
-            if t > self.config.n_ctx:
+            if start + t > self.config.n_ctx:
                 raise ValueError(
-                    f"sequence needs {t} tokens but n_ctx={self.config.n_ctx}; raise n_ctx in "
-                    "the model config."
+                    f"sequence needs {start + t} tokens but n_ctx={self.config.n_ctx}; raise "
+                    "n_ctx in the model config."
                 )
-            tokens = tokens + self.hook_pos_embed(self.W_pos[:t])
+            tokens = tokens + self.hook_pos_embed(self.W_pos[start : start + t])
         resid = self.hook_embed(tokens)
-        for block in self.blocks:
-            resid = block(resid, mask)
+        for i, block in enumerate(self.blocks):
+            resid = block(resid, mask, None if cache is None else cache.entries[i], append)
+        if cache is not None and append:
+            cache.length += t
         return self.ln_final(resid)
 
     def _unembed(self, resid: Tensor) -> Tensor:
@@ -210,8 +235,7 @@ class PFNModel(HookedRootModule):
     def _forward_supervised(self, x: Tensor, y: Tensor) -> Tensor:
         b, s = y.shape
         ex = self._embed_x(x)
-        queries = ex + self.token_type[0]
-        pairs = ex + self._embed_y(y) + self.token_type[1]
+        queries, pairs = self._query_tokens(x, ex), self._pair_tokens(x, y, ex)
         if self.config.mask_type == "autoregressive-pfn":
             tokens = torch.cat([self._start(b), pairs, queries], dim=1)
             mask = pfn_mask(s, s, queries_see_all=False, device=tokens.device)
@@ -266,14 +290,14 @@ class PFNModel(HookedRootModule):
         b, n = y_context.shape
         m = x_query.shape[1]
         ex = self._embed_x(x_context)
-        pairs = ex + self._embed_y(y_context) + self.token_type[1]
-        queries = self._embed_x(x_query) + self.token_type[0]
+        pairs = self._pair_tokens(x_context, y_context, ex)
+        queries = self._query_tokens(x_query)
         if self.config.mask_type == "autoregressive-pfn":
             tokens = torch.cat([self._start(b), pairs, queries], dim=1)
             mask = pfn_mask(n, m, queries_see_all=True, device=tokens.device)
             resid = self._run(tokens, mask)[:, 1 + n :]
         else:
-            ctx_queries = ex + self.token_type[0]
+            ctx_queries = self._query_tokens(x_context, ex)
             inter = torch.stack([ctx_queries, pairs], dim=2).reshape(b, 2 * n, -1)
             tokens = torch.cat([self._start(b), inter, queries], dim=1)
             resid = self._run(tokens, interleaved_mask(n, m, device=tokens.device))[:, 1 + 2 * n :]
@@ -356,17 +380,24 @@ class PFNModel(HookedRootModule):
 
     # ------------------------------------------------------------------ sampling
     @torch.no_grad()
-    def generate(self, *args, **kwargs) -> Tensor:
+    def generate(self, *args, use_past_kv_cache: bool = True, **kwargs) -> Tensor:
         """Autoregressive sampling.
 
         Unsupervised: ``generate(num_samples, seq_len, temperature=1.0, prefix=None)`` ->
         [num_samples, seq_len] rollouts. Supervised: same as
         ``sample_posterior_predictive(x_context, y_context, x_query, num_samples, temperature)``
         with joint (autoregressive) draws over the queries.
+
+        ``use_past_kv_cache`` (TransformerLens' name) reuses cached keys and values, so each
+        new token costs one token's forward pass; hooks fire on each step's new tokens.
+        ``False`` recomputes the whole sequence every step (for hooks that need the full
+        attention pattern).
         """
         if self.supervised:
-            return self.sample_posterior_predictive(*args, **kwargs)
-        return self._rollout(*args, **kwargs)
+            return self.sample_posterior_predictive(
+                *args, use_past_kv_cache=use_past_kv_cache, **kwargs
+            )
+        return self._rollout(*args, use_past_kv_cache=use_past_kv_cache, **kwargs)
 
     def _rollout(
         self,
@@ -374,12 +405,14 @@ class PFNModel(HookedRootModule):
         seq_len: int = 32,
         temperature: float = 1.0,
         prefix: Tensor | None = None,
+        *,
+        use_past_kv_cache: bool = True,
     ) -> Tensor:
         dtype = torch.long if self.discrete_y else torch.float32
         if prefix is None:
             y = torch.zeros(num_samples, 0, dtype=dtype, device=self.device)
         else:
-            prefix = prefix.to(self.device)
+            prefix = self._home(prefix)
             y = prefix.unsqueeze(0).expand(num_samples, -1) if prefix.ndim == 1 else prefix
             if y.shape[0] != num_samples:
                 raise ValueError(
@@ -389,11 +422,22 @@ class PFNModel(HookedRootModule):
             y = y.to(dtype)
         if y.shape[1] > seq_len:
             raise ValueError(f"prefix length {y.shape[1]} exceeds seq_len={seq_len}.")
-        while y.shape[1] < seq_len:
-            logits = self._unsupervised_logits(y)[:, -1]
-            step = self.sample_from_logits(logits, temperature).to(dtype)
-            y = torch.cat([y, step.unsqueeze(1)], dim=1)
-        return y
+        if not use_past_kv_cache:
+            while y.shape[1] < seq_len:
+                logits = self._unsupervised_logits(y)[:, -1]
+                step = self.sample_from_logits(logits, temperature).to(dtype)
+                y = torch.cat([y, step.unsqueeze(1)], dim=1)
+            return y
+        cache = KVCache.for_model(len(self.blocks))
+        resid = self._run(torch.cat([self._start(num_samples), self._embed_y(y)], 1), cache=cache)
+        steps = [y]
+        for t in range(y.shape[1], seq_len):
+            logits = self._unembed(resid[:, -1])
+            step = self.sample_from_logits(logits, temperature).to(dtype).unsqueeze(1)
+            steps.append(step)
+            if t + 1 < seq_len:
+                resid = self._run(self._embed_y(step), cache=cache)
+        return torch.cat(steps, dim=1)
 
     @torch.no_grad()
     def sample_posterior_predictive(
@@ -404,23 +448,29 @@ class PFNModel(HookedRootModule):
         num_samples: int = 1,
         temperature: float = 1.0,
         autoregressive: bool = True,
+        *,
+        use_past_kv_cache: bool = True,
     ) -> Tensor:
         """Samples [num_samples, B, M] of y at the query points given the context.
 
         ``autoregressive=True`` draws the queries jointly (each draw joins the context of the
         next, like a function drawn from the posterior); ``False`` draws each marginally.
+        With ``use_past_kv_cache`` the context is encoded once and each draw adds one token.
         """
         if not self.supervised:
             raise ValueError(
                 "sample_posterior_predictive is for supervised models; use generate()."
             )
-        x_context, y_context, x_query = map(self._home, (x_context, y_context, x_query))
+        x_context, x_query = self._home(x_context), self._home(x_query)
+        y_context = self._check_inputs(x_context, self._home(y_context))
         b, m = x_query.shape[0], x_query.shape[1]
         rep = lambda t: t.repeat(num_samples, *([1] * (t.ndim - 1)))  # noqa: E731
         xc, yc, xq = rep(x_context), rep(y_context), rep(x_query)
         if not autoregressive:
             draws = self.sample_from_logits(self.predict(xc, yc, xq), temperature)
             return draws.view(num_samples, b, m)
+        if use_past_kv_cache:
+            return self._joint_draws_cached(xc, yc, xq, temperature).view(num_samples, b, m)
         out = []
         for j in range(m):
             q = xq[:, j : j + 1]
@@ -429,6 +479,28 @@ class PFNModel(HookedRootModule):
             xc = torch.cat([xc, q], dim=1)
             yc = torch.cat([yc, draw.to(yc.dtype)], dim=1)
         return torch.stack(out, dim=1).view(num_samples, b, m)
+
+    def _joint_draws_cached(self, xc: Tensor, yc: Tensor, xq: Tensor, temperature: float) -> Tensor:
+        """Joint draws [rows, M]: the same token layout as ``predict`` with the drawn points
+        joining the context, built one token at a time on a KV cache."""
+        rows = xc.shape[0]
+        cache = KVCache.for_model(len(self.blocks))
+        ex = self._embed_x(xc)
+        pairs = self._pair_tokens(xc, yc, ex)
+        interleaved = self.config.mask_type == "gpt2"
+        if interleaved:  # [start, q_0, p_0, q_1, p_1, ...]: queries stay in the sequence
+            queries = self._query_tokens(xc, ex)
+            pairs = torch.stack([queries, pairs], dim=2).reshape(rows, -1, pairs.shape[-1])
+        self._run(torch.cat([self._start(rows), pairs], dim=1), cache=cache)
+        draws = []
+        for j in range(xq.shape[1]):
+            x_j = xq[:, j : j + 1]
+            ex_j = self._embed_x(x_j)
+            resid = self._run(self._query_tokens(x_j, ex_j), cache=cache, append=interleaved)
+            draw = self.sample_from_logits(self._unembed(resid), temperature)  # [rows, 1]
+            draws.append(draw[:, 0])
+            self._run(self._pair_tokens(x_j, draw.to(yc.dtype), ex_j), cache=cache)
+        return torch.stack(draws, dim=1)
 
 
 def PFN(config: ModelConfig) -> PFNModel:  # noqa: N802 - the spec names the factory PFN
