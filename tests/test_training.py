@@ -323,3 +323,66 @@ def test_ddp_two_process_gloo_run(tmp_path):
     assert checkpointing.find_checkpoint(tmp_path / "ck").name == "step-6.pt"
     lines = read_metrics(tmp_path / "m.jsonl")
     assert [r["step"] for r in lines] == [2, 4, 6]  # rank 0 alone writes
+
+
+# ----------------------------------------------------------------------------- compiled step
+def test_compile_setting_picks_the_mode_per_device():
+    from pfn_transformers.training.step import compile_mode
+
+    cpu, cuda = torch.device("cpu"), torch.device("cuda")
+    assert compile_mode("auto", cpu) is None and compile_mode(False, cuda) is None
+    assert compile_mode("auto", cuda) == "reduce-overhead"
+    assert compile_mode(True, cpu) == "default" and compile_mode(True, cuda) == "reduce-overhead"
+    assert compile_mode("max-autotune", cpu) == "max-autotune"
+    with pytest.raises(ValueError, match="compile='fast' is not valid"):
+        TrainingConfig(compile="fast")
+
+
+def _losses_and_weights(tmp_path, name, **kw):
+    metrics = tmp_path / f"{name}.jsonl"
+    model = train(
+        linear_gen(),
+        TINY,
+        tc(metrics_path=str(metrics), checkpoint_dir=str(tmp_path / name), precision="fp32", **kw),
+    )
+    return [r["loss"] for r in read_metrics(metrics)], model.state_dict()
+
+
+def test_compiled_step_follows_the_eager_trajectory(tmp_path, monkeypatch):
+    monkeypatch.setenv("PFN_COMPILE_BACKEND", "aot_eager")  # dynamo + AOTAutograd, no codegen
+    torch._dynamo.reset()
+    eager, w_eager = _losses_and_weights(tmp_path, "eager", compile=False)
+    compiled, w_compiled = _losses_and_weights(tmp_path, "compiled", compile=True)
+    assert compiled == pytest.approx(eager, abs=1e-5)
+    for key, value in w_eager.items():
+        torch.testing.assert_close(w_compiled[key], value, atol=1e-5, rtol=1e-4)
+
+
+def test_hooked_models_take_the_eager_step(monkeypatch):
+    from pfn_transformers.training.distributed import DistributedContext
+    from pfn_transformers.training.state import build_state
+    from pfn_transformers.training.step import TrainStep
+
+    monkeypatch.setenv("PFN_COMPILE_BACKEND", "aot_eager")
+    state = build_state(TINY, tc(compile=True), DistributedContext.from_env(torch.device("cpu")))
+    step = TrainStep(state)
+    assert step.compiled_loss is not None
+
+    def refuse(*args):
+        raise AssertionError("the compiled loss ran while a hook was attached")
+
+    step.compiled_loss = refuse
+    patterns = []
+    hook = ("blocks.0.attn.hook_pattern", lambda p, hook: patterns.append(p.shape))
+    x, y = linear_gen().generate_batch(8, 12)
+    with state.model.hooks(fwd_hooks=[hook]):
+        loss = step(x, y)
+    assert torch.isfinite(loss) and len(patterns) == 1
+
+
+@pytest.mark.slow
+def test_inductor_compiled_step_on_cpu(tmp_path):
+    torch._dynamo.reset()
+    eager, _ = _losses_and_weights(tmp_path, "eager", compile=False)
+    compiled, _ = _losses_and_weights(tmp_path, "compiled", compile=True)
+    assert compiled == pytest.approx(eager, abs=1e-4)

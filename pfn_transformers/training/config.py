@@ -8,6 +8,8 @@ from typing import Any
 
 LR_SCHEDULES = ("cosine", "constant")
 PRECISIONS = ("auto", "fp32", "bf16")
+# torch.compile modes accepted by TrainingConfig.compile besides True / False / "auto"
+COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 WANDB_MODES = (None, "online", "offline", "disabled")
 
 
@@ -19,7 +21,12 @@ class TrainingConfig:
     lr_schedule: after warmup, "cosine" decays to ``min_lr_ratio * learning_rate``;
         "constant" keeps it.
     precision: "auto" = bf16 autocast where bf16 matmuls are native (CUDA with bf16, CPUs
-        with AMX), fp32 elsewhere; "bf16" forces autocast; "fp32" disables it.
+        with AMX or AVX512-BF16), fp32 elsewhere; "bf16" forces autocast; "fp32" disables it.
+    compile: compile the training step with torch.compile. "auto" = on CUDA (with CUDA
+        graphs, mode "reduce-overhead"), off elsewhere (on 2 CPU cores a compiled step won
+        8% after a minute of compiling); True / False force it; a torch.compile mode string
+        ("default", "reduce-overhead", ...) picks the mode. Steps run uncompiled while
+        hooks are attached to the model.
     progress_bar: Rich progress bar on rank 0.
     metrics_path: JSONL file receiving one line per log step and per evaluation.
     max_time_s: stop (and checkpoint) after this many seconds of training.
@@ -54,6 +61,7 @@ class TrainingConfig:
     lr_schedule: str = "cosine"
     min_lr_ratio: float = 0.1
     precision: str = "auto"
+    compile: bool | str = "auto"
     progress_bar: bool = True
     metrics_path: str | None = None
     max_time_s: float | None = None
@@ -111,6 +119,11 @@ class TrainingConfig:
                 raise ValueError(
                     f"TrainingConfig.{name}={value!r} is not valid; choose one of {list(valid)}."
                 )
+        if self.compile not in (True, False, "auto", *COMPILE_MODES):
+            raise ValueError(
+                f"TrainingConfig.compile={self.compile!r} is not valid; use True, False, 'auto' "
+                f"or a torch.compile mode {list(COMPILE_MODES)}."
+            )
         if self.wandb_tags is not None:
             self.wandb_tags = [str(t) for t in self.wandb_tags]
 

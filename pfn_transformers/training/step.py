@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import contextlib
 import math
+import os
 
 import torch
 from torch import Tensor
@@ -100,21 +101,61 @@ class NonFiniteGuard:
         )
 
 
+def compile_mode(setting: bool | str, device: torch.device) -> str | None:
+    """The torch.compile mode a ``TrainingConfig.compile`` value asks for (None: eager).
+
+    "auto" compiles on CUDA only, with CUDA graphs ("reduce-overhead"): at small batches a
+    GPU step is bound by kernel launches. On CPU compiling did not pay (350 ms against
+    380 ms per step after a 58 s warm-up on 2 cores).
+    """
+    if setting is False or (setting == "auto" and device.type != "cuda"):
+        return None
+    if setting in (True, "auto"):
+        return "reduce-overhead" if device.type == "cuda" else "default"
+    return str(setting)
+
+
+def _has_hooks(model: torch.nn.Module) -> bool:
+    """True while any TransformerLens hook is attached (or the explicit path is forced)."""
+    if any(getattr(block.attn, "force_explicit", False) for block in model.blocks):
+        return True
+    return any(hp._forward_hooks or hp._backward_hooks for hp in model.hook_dict.values())
+
+
 class TrainStep:
-    """Forward, backward, clipping and a skippable AdamW update; no host synchronisation."""
+    """Forward, backward, clipping and a skippable AdamW update; no host synchronisation.
+
+    With ``TrainingConfig.compile`` the loss (forward and, through AOTAutograd, backward) is
+    a ``torch.compile``d function; while hooks are attached the eager one runs instead, so
+    hooked and explicit-attention runs keep working.
+    """
 
     def __init__(self, state: TrainState) -> None:
         self.state = state
         self.tc = state.training_config
         self.params = [p for p in state.model.parameters() if p.requires_grad]
         self.stats = StepStats(state.device)
+        self.mode = compile_mode(self.tc.compile, state.device)
+        self.compiled_loss = None
+        if self.mode is not None:
+            backend = os.environ.get("PFN_COMPILE_BACKEND", "inductor")  # e.g. aot_eager in tests
+            options = {"mode": self.mode} if backend == "inductor" else {}
+            self.compiled_loss = torch.compile(self.loss, backend=backend, dynamic=False, **options)
+
+    def loss(self, x: Tensor | None, y: Tensor) -> Tensor:
+        """The mean training loss of one batch (under the run's autocast)."""
+        with autocast(self.state.device, self.tc.precision):
+            return self.state.net(*((y,) if x is None else (x, y)), return_type="loss")
 
     def __call__(self, x: Tensor | None, y: Tensor) -> Tensor:
         state, tc = self.state, self.tc
         model, optimizer = state.model, state.optimizer
-        with autocast(state.device, tc.precision):
-            args = (y,) if x is None else (x, y)
-            loss = state.net(*args, return_type="loss")
+        if self.compiled_loss is not None and not _has_hooks(model):
+            if self.mode == "reduce-overhead":
+                torch.compiler.cudagraph_mark_step_begin()
+            loss = self.compiled_loss(x, y)
+        else:
+            loss = self.loss(x, y)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grads = [p.grad for p in self.params if p.grad is not None]
@@ -126,4 +167,4 @@ class TrainStep:
         optimizer.step()
         state.scheduler.step()
         self.stats.record(bad, model.out_of_range(y), y.numel())
-        return loss.detach()
+        return loss.detach().clone()  # a CUDA-graph output is overwritten by the next replay
