@@ -294,3 +294,16 @@ def test_cpu_bf16_autocast_uses_matmul_attention_and_auto_precision_follows_the_
     for precision, expected in (("fp32", False), ("bf16", True), ("auto", has_fast_bf16(cpu))):
         with autocast(cpu, precision):
             assert torch.is_autocast_enabled("cpu") is expected, precision
+
+
+@pytest.mark.parametrize(
+    "cfg", [*supervised_configs(), *unsupervised_configs()], ids=lambda c: c.kind
+)
+def test_last_residual_decoded_at_the_predictive_positions_is_the_output(cfg):
+    model = PFN(cfg).eval()
+    x, y = batch_for(cfg)
+    args = (y,) if x is None else (x, y)
+    _, cache = model.run_with_cache(*args)
+    last = cache[f"blocks.{cfg.n_layers - 1}.hook_resid_post"]
+    lens = model.decode_resid(last[:, model.predictive_positions(y.shape[1])])
+    torch.testing.assert_close(lens, model.predictive_logits(*args), atol=1e-5, rtol=1e-5)

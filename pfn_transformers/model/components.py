@@ -78,10 +78,15 @@ class Attention(nn.Module):
         return x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
 
     def forward(
-        self, x: Tensor, mask: Tensor, cache: KVCacheEntry | None = None, append: bool = True
+        self,
+        x: Tensor,
+        mask: Tensor | None,
+        cache: KVCacheEntry | None = None,
+        append: bool = True,
     ) -> Tensor:
-        """``mask`` is [query_pos, key_pos]; with a ``cache`` the keys are the cached tokens
-        followed by x's, and x's keys/values are stored when ``append``."""
+        """``mask`` is [query_pos, key_pos] (None: every query sees every key); with a
+        ``cache`` the keys are the cached tokens followed by x's, and x's keys/values are
+        stored when ``append``."""
         b, t, d = x.shape
         h, dh = self.n_heads, self.d_head
         # One fused projection: [d, 3*h*dh] built from the TL-layout weights.
@@ -96,7 +101,9 @@ class Attention(nn.Module):
             k, v = cache.extend(k, v, append=append)
         if self.needs_explicit_path(x):
             scores = (q @ k.transpose(-1, -2)) / math.sqrt(dh)
-            scores = self.hook_attn_scores(scores.masked_fill(~mask, float("-inf")))
+            if mask is not None:
+                scores = scores.masked_fill(~mask, float("-inf"))
+            scores = self.hook_attn_scores(scores)
             pattern = self.hook_pattern(torch.softmax(scores, dim=-1))
             z = pattern.to(v.dtype) @ v
         else:
@@ -144,7 +151,11 @@ class TransformerBlock(nn.Module):
         self.hook_resid_post = HookPoint()
 
     def forward(
-        self, resid: Tensor, mask: Tensor, cache: KVCacheEntry | None = None, append: bool = True
+        self,
+        resid: Tensor,
+        mask: Tensor | None,
+        cache: KVCacheEntry | None = None,
+        append: bool = True,
     ) -> Tensor:
         resid = self.hook_resid_pre(resid)
         attn_out = self.attn(self.ln1(resid), mask, cache, append)

@@ -253,6 +253,25 @@ class PFNModel(HookedRootModule):
         tokens = torch.cat([self._start(b), self._embed_y(y)], dim=1)
         return self._unembed(self._run(tokens, causal_mask(s + 1, device=tokens.device)))
 
+    def predictive_positions(self, seq_len: int) -> Tensor:
+        """Token positions (in the layout of ``model(x, y)`` / ``model(y)``, so indices into
+        ``run_with_cache``'s residual streams) whose output predicts y_0..y_{S-1}.
+
+        Supervised ``autoregressive-pfn``: the query tokens after ``[start, pairs]``;
+        ``gpt2``: the interleaved query tokens; unsupervised: ``[start, y_0, ..., y_{S-2}]``.
+        """
+        if not self.supervised:
+            return torch.arange(seq_len, device=self.device)
+        if self.config.mask_type == "autoregressive-pfn":
+            return torch.arange(1 + seq_len, 1 + 2 * seq_len, device=self.device)
+        return torch.arange(1, 2 * seq_len, 2, device=self.device)
+
+    def decode_resid(self, resid: Tensor) -> Tensor:
+        """Logits from residual-stream vectors: final LayerNorm and unembedding (the logit
+        lens; the final block's residual at ``predictive_positions`` gives
+        ``predictive_logits``)."""
+        return self._unembed(self.ln_final(resid))
+
     def predictive_logits(self, x_or_y: Tensor, y: Tensor | None = None) -> Tensor:
         """Logits [B, S, out] whose position t is the predictive of y_t given what precedes it.
 
