@@ -294,9 +294,18 @@ class BatchSource:
             x = x.float()
         y = y.long() if spec.discrete else y.float()
         if device is not None:
-            x = None if x is None else x.to(device, non_blocking=True)
-            y = y.to(device, non_blocking=True)
+            x, y = _move(x, device), _move(y, device)
         return x, y
+
+
+def _move(t: Tensor | None, device: Any) -> Tensor | None:
+    """``t`` on ``device``. A CPU batch bound for a GPU goes through pinned memory, so the
+    copy runs asynchronously while the GPU computes (no per-step host stall)."""
+    if t is None or t.device == torch.device(device):
+        return t
+    if t.device.type == "cpu" and torch.device(device).type == "cuda":
+        t = t.pin_memory()
+    return t.to(device, non_blocking=True)
 
 
 def _is_int(value: Any) -> bool:
