@@ -32,6 +32,39 @@ class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
     """No checkpoint at the given path (or no checkpoint of the requested step)."""
 
 
+class CheckpointWriteError(CheckpointError, OSError):
+    """A checkpoint could not be written (full disk, unwritable folder); the message names
+    the file and the last checkpoint that is intact."""
+
+
+def ensure_writable_dir(directory: str | os.PathLike, field_name: str) -> Path:
+    """Create ``directory`` if needed and prove a file can be written there, before any
+    training time is spent; raises CheckpointWriteError naming the field otherwise."""
+    folder = Path(directory)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        fd, probe = tempfile.mkstemp(prefix=".pfn-write-probe.", dir=folder)
+        os.close(fd)
+        os.unlink(probe)
+    except OSError as exc:
+        raise CheckpointWriteError(
+            f"{field_name}={str(directory)!r} is not a writable folder "
+            f"({exc.strerror or exc}); choose a folder this process can write to."
+        ) from exc
+    return folder
+
+
+def remove_partial_files(directory: str | os.PathLike) -> list[Path]:
+    """Delete the temporary files of checkpoint writes a killed process left behind."""
+    folder = Path(directory)
+    removed = []
+    if folder.is_dir():
+        for child in folder.glob(".step-*.pt.*.tmp"):
+            child.unlink(missing_ok=True)
+            removed.append(child)
+    return removed
+
+
 @dataclass
 class CheckpointMetadata:
     """What a checkpoint says about itself besides the weights."""

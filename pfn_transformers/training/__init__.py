@@ -3,6 +3,7 @@
 from .callbacks import Callback
 from .config import TrainingConfig
 from .loop import check_generator, evaluate_loss, train
+from .signals import TrainingInterrupted
 from .state import TrainState, build_state, lr_factor
 from .step import NonFiniteLossError, TrainStep
 
@@ -12,6 +13,7 @@ __all__ = [
     "TrainState",
     "TrainStep",
     "TrainingConfig",
+    "TrainingInterrupted",
     "build_state",
     "check_generator",
     "evaluate_loss",

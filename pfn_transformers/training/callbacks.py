@@ -9,6 +9,7 @@ Only rank 0 of a DDP run gets callbacks.
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 from typing import Any
 
@@ -29,25 +30,61 @@ class Callback:
     def on_step_end(self, state: TrainState) -> None: ...
 
     def on_train_end(self, state: TrainState, status: str) -> None:
-        """status: "finished", "timed_out", "interrupted" or "failed"."""
+        """status: "finished", "timed_out", "interrupted" (clean stop on a signal), "aborted"
+        (a second signal: stop at once) or "failed"."""
 
 
 class MetricsFile(Callback):
-    """Appends one JSON line per log step and per evaluation (``metrics.jsonl``)."""
+    """Appends one JSON line per log step and per evaluation (``metrics.jsonl``).
+
+    Each line is one ``write`` on an ``O_APPEND`` descriptor, so a killed process never leaves
+    half a line. A resumed run first drops the records after its checkpoint's step (they
+    belong to the steps it redoes) and any torn last line (a disk that filled up mid-write).
+    """
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
 
     def _write(self, record: dict[str, Any]) -> None:
-        with self.path.open("a") as handle:
-            handle.write(json.dumps(record) + "\n")
+        data = (json.dumps(record) + "\n").encode()
+        try:
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            try:
+                os.write(fd, data)
+            finally:
+                os.close(fd)
+        except OSError as exc:
+            raise OSError(
+                exc.errno,
+                f"cannot append to the metrics file {self.path} ({exc.strerror}); free space "
+                "or choose another metrics_path",
+            ) from exc
+
+    def on_train_start(self, state: TrainState) -> None:
+        if state.start_step > 0 and self.path.exists():
+            keep_until(self.path, state.start_step)
 
     def on_log(self, state: TrainState, metrics: dict[str, Any]) -> None:
         self._write(metrics)
 
     def on_eval(self, state: TrainState, metrics: dict[str, Any]) -> None:
         self._write({"step": state.step, **{f"eval_{k}": v for k, v in metrics.items()}})
+
+
+def keep_until(path: Path, step: int) -> None:
+    """Rewrite a metrics file (atomically) without torn lines and records after ``step``."""
+    kept = []
+    for line in path.read_bytes().split(b"\n"):
+        try:
+            record = json.loads(line)
+        except ValueError:
+            continue  # empty, torn or garbled
+        if isinstance(record, dict) and record.get("step", 0) <= step:
+            kept.append(line + b"\n")
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_bytes(b"".join(kept))
+    os.replace(tmp, path)
 
 
 class ProgressBar(Callback):
@@ -101,18 +138,28 @@ class Checkpointer(Callback):
         self.saved_step: int | None = None
 
     def save(self, state: TrainState) -> Path:
-        path = checkpointing.save_checkpoint(
-            self.directory / checkpointing.checkpoint_filename(state.step),
-            state.step,
-            state.model.state_dict(),
-            state.model_config,
-            state.training_config,
-            state.optimizer.state_dict(),
-            scheduler_state=state.scheduler.state_dict(),
-            rng_state=rng_state(),
-            data_config=state.data_config,
-            metrics=state.last_metrics,
-        )
+        target = self.directory / checkpointing.checkpoint_filename(state.step)
+        try:
+            path = checkpointing.save_checkpoint(
+                target,
+                state.step,
+                state.model.state_dict(),
+                state.model_config,
+                state.training_config,
+                state.optimizer.state_dict(),
+                scheduler_state=state.scheduler.state_dict(),
+                rng_state=rng_state(),
+                data_config=state.data_config,
+                metrics=state.last_metrics,
+            )
+        except OSError as exc:  # a full disk, a vanished mount: nothing half-written is kept
+            kept = state.last_checkpoint
+            raise checkpointing.CheckpointWriteError(
+                f"could not write the checkpoint {target} at step {state.step} "
+                f"({exc.strerror or exc}); "
+                + (f"the previous checkpoint {kept} is intact. " if kept else "")
+                + "Free space or point checkpoint_dir elsewhere, then resume."
+            ) from exc
         state.last_checkpoint = path
         self.saved_step = state.step
         if self.logger is not None:

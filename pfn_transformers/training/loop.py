@@ -16,6 +16,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
+from .. import checkpointing
 from ..data.protocol import BatchSource, batch_source
 from ..model.configs import ModelConfig
 from ..model.pfn import PFNModel
@@ -32,6 +33,7 @@ from .callbacks import (
 from .config import TrainingConfig
 from .distributed import DistributedContext
 from .progress import TrainingProgress
+from .signals import StopSignals, TrainingInterrupted
 from .state import TrainState, build_state
 from .step import NonFiniteGuard, StepStats, TrainStep, autocast
 
@@ -167,8 +169,9 @@ def _run_steps(
     source: BatchSource,
     callbacks: CallbackList,
     eval_source: BatchSource | None,
+    stop: StopSignals,
 ) -> str:
-    """Step until ``num_steps`` (or ``max_time_s``); returns the end status."""
+    """Step until ``num_steps``, ``max_time_s`` or a stop signal; returns the end status."""
     tc = state.training_config
     step_fn = TrainStep(state)
     guard = NonFiniteGuard(step_fn.stats, tc.num_steps)
@@ -200,6 +203,10 @@ def _run_steps(
                 ),
             )
         callbacks.on_step_end(state)
+        if stop.requested:
+            if state.step % tc.log_every:  # the steps since the last log are not lost
+                callbacks.on_log(state, window.close())
+            return "interrupted"
         if timed_out:
             break
     guard.check(state, final=True)
@@ -220,8 +227,9 @@ def train(
     ``data_generator`` is any object with ``generate(seq_len)`` or
     ``generate_batch(batch_size, seq_len)`` (see ``pfn_transformers.DataGenerator``).
     ``resume_from`` (a checkpoint file or folder) restores model, optimizer, scheduler, step
-    and RNG states, so the resumed run follows the uninterrupted run's trajectory. On Ctrl-C a
-    checkpoint of the current step is written before KeyboardInterrupt is re-raised.
+    and RNG states, so the resumed run follows the uninterrupted run's trajectory. The first
+    Ctrl-C or SIGTERM stops at the next step boundary, writes a checkpoint and raises
+    ``TrainingInterrupted`` (a KeyboardInterrupt); a second one raises it at once.
     """
     tc = training_config
     if not isinstance(tc, TrainingConfig):
@@ -237,19 +245,29 @@ def train(
         eval_source = check_generator(eval_data_generator or data_generator, model_config)
 
     dist = DistributedContext.from_env(resolve_device(tc.device))
+    if dist.is_main:  # refuse unwritable outputs before any training time is spent
+        if tc.save_checkpoint:
+            checkpointing.ensure_writable_dir(tc.checkpoint_dir, "TrainingConfig.checkpoint_dir")
+            checkpointing.remove_partial_files(tc.checkpoint_dir)  # left by a killed run
+        if tc.metrics_path:
+            parent = Path(tc.metrics_path).parent
+            checkpointing.ensure_writable_dir(parent, "the folder of TrainingConfig.metrics_path")
     state = build_state(model_config, tc, dist, resume_from=resume_from, data_config=data_config)
     callbacks = _make_callbacks(state) if dist.is_main else CallbackList([])
     status = "failed"
-    try:
-        callbacks.on_train_start(state)
-        status = _run_steps(state, source, callbacks, eval_source)
-    except KeyboardInterrupt:
-        status = "interrupted"
-        raise
-    finally:
+    with StopSignals() as stop:
         try:
-            callbacks.on_train_end(state, status)
+            callbacks.on_train_start(state)
+            status = _run_steps(state, source, callbacks, eval_source, stop)
+        except KeyboardInterrupt:  # a second signal, or Ctrl-C where no handler could be set
+            status = "aborted" if stop.forced else "interrupted"
+            raise
         finally:
-            dist.close()
+            try:
+                callbacks.on_train_end(state, status)
+            finally:
+                dist.close()
     state.model.eval()
+    if status == "interrupted":
+        raise TrainingInterrupted(stop.requested or "SIGINT")
     return state.model
