@@ -81,7 +81,8 @@ _STATUS_STYLE = {
     "running": "cyan",
     "interrupted": "yellow",
     "failed": "red",
-    "lost": "red",
+    "killed": "red",
+    "damaged": "red",
 }
 
 
@@ -109,7 +110,6 @@ def render_table(runs: list[RunInfo], root: Path, console: Any = None) -> None:
         excess = _fmt_float(r.excess_nll)
         if r.excess_nll is not None and r.excess_nll_stderr is not None:
             excess += f" ± {_fmt_float(r.excess_nll_stderr, 2)}"
-        style = _STATUS_STYLE.get(r.status, "")
         name = r.name if r.sweep is None else f"{r.sweep}/{r.name}"
         table.add_row(
             name,
@@ -118,10 +118,17 @@ def render_table(runs: list[RunInfo], root: Path, console: Any = None) -> None:
             steps,
             _fmt_float(r.last_loss),
             excess,
-            f"[{style}]{r.status}[/]" if style else r.status,
+            _status_cell(r),
             r.path,
         )
     console.print(table)
+
+
+def _status_cell(r: RunInfo) -> str:
+    style = _STATUS_STYLE.get(r.status, "")
+    text = f"[{style}]{r.status}[/]" if style else r.status
+    torn = [f for f in r.damaged if r.status != "damaged"]
+    return text + (f" [red](damaged {', '.join(torn)})[/]" if torn else "")
 
 
 def _console() -> Any:
@@ -129,6 +136,67 @@ def _console() -> Any:
 
     # Pipes and files get wide lines instead of truncated cells.
     return Console(width=None if sys.stdout.isatty() else 1000)
+
+
+# ---------------------------------------------------------------------------- one sweep
+def _params(run: RunInfo) -> dict[str, str]:
+    out = {}
+    for item in run.overrides:
+        key, sep, value = item.partition("=")
+        if sep:
+            out[key.lstrip("+~")] = value
+    return out
+
+
+def sweep_jobs(sweep_dir: Path) -> tuple[list[RunInfo], list[str]]:
+    """A sweep's jobs ranked by objective (lower first; jobs without one last) and the
+    parameters that differ between jobs."""
+    jobs = [load_run_info(p, sweep_dir.parent) for p in iter_run_dirs(sweep_dir, max_depth=1)]
+    params = [_params(j) for j in jobs]
+    keys = sorted({k for p in params for k in p})
+    varied = [k for k in keys if len({p.get(k) for p in params}) > 1]
+    for job, p in zip(jobs, params, strict=True):
+        job.extra["params"] = {k: p.get(k) for k in varied}
+    jobs.sort(key=lambda j: (j.objective is None or math.isnan(j.objective), j.objective or 0))
+    return jobs, varied
+
+
+def resolve_sweep(spec: str, root: Path) -> Path:
+    """A sweep folder from a path or ``latest`` (the newest folder holding sweep jobs)."""
+    if spec != "latest":
+        path = Path(spec)
+        if not path.is_dir():
+            raise CliError(f"--sweep {spec}: no such folder; pass a sweep folder or latest.")
+        return path
+    sweeps = {
+        p.parent for p in iter_run_dirs(root) if p.parent != root and p.parent.parent == root
+    }
+    if not sweeps:
+        raise CliError(f"--sweep latest: there are no sweeps under {root}/ (pfn train -m ...).")
+    return max(sweeps, key=lambda p: p.stat().st_mtime)
+
+
+def print_sweep(sweep_dir: Path, as_json: bool = False) -> None:
+    """The sweep's jobs ranked by objective, varied parameters as columns, best job named."""
+    jobs, varied = sweep_jobs(Path(sweep_dir))
+    if as_json:
+        print(json.dumps([j.to_dict() for j in jobs], indent=2))
+        return
+    from rich.table import Table
+
+    console = _console()
+    table = Table(title=f"sweep {sweep_dir} ({len(jobs)} jobs, lower objective is better)")
+    for col in ("rank", "job", "status", "objective", *varied, "path"):
+        table.add_column(col, justify="right" if col in ("rank", "objective") else "left")
+    for i, j in enumerate(jobs, start=1):
+        row = [str(i), j.name, _status_cell(j), _fmt_float(j.objective)]
+        table.add_row(*row, *(str(j.extra["params"].get(k, "-")) for k in varied), j.path)
+    console.print(table)
+    best = jobs[0] if jobs and jobs[0].objective is not None else None
+    if best is None:
+        console.print("No job of this sweep reported an objective.")
+    else:
+        console.print(f"Best job: {best.path} (objective {best.objective:.6g})")
 
 
 # ---------------------------------------------------------------------------- W&B
@@ -204,7 +272,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--model", help="keep runs with this model choice (comma-separated: a,b)")
     p.add_argument("--prior", help="keep runs with this prior choice (comma-separated: a,b)")
     p.add_argument(
-        "--status", help="keep runs with this status: running, finished, failed, interrupted, lost"
+        "--status",
+        help="keep runs with this status: running, finished, failed, interrupted, killed, "
+        "damaged",
     )
     p.add_argument(
         "--sort", default="started", choices=SORT_KEYS, help="sort key (default: started)"
@@ -212,6 +282,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--reverse", "-r", action="store_true", help="reverse the order")
     p.add_argument("--limit", "-n", type=int, default=None, help="show at most N runs")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    p.add_argument(
+        "--sweep",
+        metavar="DIR|latest",
+        help="one sweep's jobs ranked by their objective, varied parameters as columns",
+    )
     w = p.add_argument_group("W&B (instead of local runs)")
     w.add_argument("--project", help="list the runs of this W&B project (needs wandb access)")
     w.add_argument("--entity", help="W&B entity (team or user) of --project")
@@ -237,6 +312,9 @@ def main(argv: list[str] | None = None) -> int:
                 f"--dir {args.dir}: no such folder; pass the folder that holds your runs "
                 "(default ./outputs)."
             )
+        if args.sweep:
+            print_sweep(resolve_sweep(args.sweep, root), as_json=args.json)
+            return 0
         runs = list_runs(
             root,
             model=args.model,

@@ -12,7 +12,9 @@ Registered by every pfn Hydra app (and by ``register_resolvers()`` for the compo
     ``N`` Riemann (quantile) buckets estimated from the prior's ``sample_targets`` when
     BUCKET_TYPE is ``riemann`` (fixed seed: the same borders every time), else null.
 ``${pfn.run_dir:RESUME,ROOT,NAME}`` / ``${pfn.output_subdir:RESUME,ROOT,STAMP}`` / ``${pfn.slug:S}``
-    Run-directory naming for the Hydra output settings in train.yaml.
+    / ``${pfn.stamp:}``
+    Run-directory naming for the Hydra output settings in train.yaml (the stamp holds the
+    start time and the process id: unique per process).
 
 torch and pfn_transformers are imported only when a resolver that needs them runs.
 """
@@ -159,6 +161,20 @@ def _riemann_borders(bucket_type: Any, num_buckets: Any, *, _root_: DictConfig) 
     return [float(b) for b in estimate_riemann_borders(y, n).tolist()]
 
 
+_STAMP: list[str] = []
+
+
+def run_stamp() -> str:
+    """This process's start stamp for run folder names: time to the microsecond and the
+    process id, so two ``pfn train`` started in the same instant never share a folder."""
+    if not _STAMP:
+        import os
+        from datetime import datetime
+
+        _STAMP.append(f"{datetime.now():%Y-%m-%d_%H-%M-%S-%f}-p{os.getpid()}")
+    return _STAMP[0]
+
+
 def slug(value: Any) -> str:
     """A folder-name-safe version of ``value`` (choices may contain '/')."""
     return re.sub(r"[^\w.=+,-]+", "-", str(value)).strip("-") or "run"
@@ -194,6 +210,7 @@ _RESOLVERS = {
     "pfn.y_range": _y_range,
     "pfn.riemann_borders": _riemann_borders,
     "pfn.slug": slug,
+    "pfn.stamp": run_stamp,
     "pfn.run_dir": _run_dir,
     "pfn.output_subdir": _output_subdir,
 }

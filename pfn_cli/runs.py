@@ -32,7 +32,9 @@ METRICS_FILE = "metrics.jsonl"
 EVAL_FILE = "eval.json"
 CHECKPOINT_DIR = "checkpoints"
 HYDRA_DIR = ".hydra"
-STATUSES = ("running", "finished", "failed", "interrupted", "lost", "unknown")
+# killed: status.json says running but the process is gone (kill -9, a crash, a lost node);
+# damaged: status.json exists but cannot be read
+STATUSES = ("running", "finished", "failed", "interrupted", "killed", "damaged", "unknown")
 
 _CKPT_RE = re.compile(r"^step-(\d+)\.pt$")
 # folders inside a run (or the store) that never hold runs
@@ -117,8 +119,13 @@ def checkpoint_steps(run_dir: Path) -> list[int]:
     return sorted(steps)
 
 
-def last_metrics(run_dir: Path, key: str = "loss", tail_bytes: int = 16384) -> dict | None:
-    """The last line of metrics.jsonl that has ``key`` (reads only the file's tail)."""
+def last_metrics(
+    run_dir: Path, key: str = "loss", tail_bytes: int = 16384, torn: list[str] | None = None
+) -> dict | None:
+    """The last line of metrics.jsonl that has ``key`` (reads only the file's tail).
+
+    Unreadable lines are skipped; when ``torn`` is given, the file's name is appended to it
+    if any line of the tail could not be read."""
     path = Path(run_dir) / METRICS_FILE
     try:
         with open(path, "rb") as fh:
@@ -131,6 +138,7 @@ def last_metrics(run_dir: Path, key: str = "loss", tail_bytes: int = 16384) -> d
     lines = chunk.decode("utf-8", errors="replace").splitlines()
     if size > tail_bytes and lines:
         lines = lines[1:]  # the first line may be cut
+    found = None
     for line in reversed(lines):
         line = line.strip()
         if not line:
@@ -138,10 +146,18 @@ def last_metrics(run_dir: Path, key: str = "loss", tail_bytes: int = 16384) -> d
         try:
             rec = json.loads(line)
         except ValueError:
+            if torn is None:
+                continue
+            if METRICS_FILE not in torn:
+                torn.append(METRICS_FILE)
+            if found is not None:
+                break
             continue
-        if isinstance(rec, dict) and key in rec:
-            return rec
-    return None
+        if found is None and isinstance(rec, dict) and key in rec:
+            found = rec
+            if torn is None:
+                break
+    return found
 
 
 def is_run_dir(path: Path) -> bool:
@@ -192,6 +208,9 @@ class RunInfo:
     started: str | None = None
     sweep: str | None = None
     error: str | None = None
+    objective: float | None = None
+    overrides: list[str] = field(default_factory=list)  # the command line's key=value ones
+    damaged: list[str] = field(default_factory=list)  # files that could not be read whole
     extra: dict[str, Any] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -237,14 +256,23 @@ def _num_steps_from_config(run_dir: Path) -> int | None:
 def load_run_info(run_dir: Path, root: Path | None = None) -> RunInfo:
     """Summarise one run directory from its small files (never loads a checkpoint)."""
     run_dir = Path(run_dir)
-    st = read_json(run_dir / STATUS_FILE) or {}
+    status_path = run_dir / STATUS_FILE
+    st = read_json(status_path)
     info = RunInfo(name=run_dir.name, path=str(run_dir))
+    if st is None:
+        st = {}
+        if status_path.exists():
+            info.damaged.append(STATUS_FILE)
     if root is not None:
         with contextlib.suppress(ValueError):
             rel = run_dir.relative_to(root)
             if len(rel.parts) > 1:
                 info.sweep = str(Path(*rel.parts[:-1]))
-    info.status = st.get("status", "unknown")
+    info.status = "damaged" if info.damaged else st.get("status", "unknown")
+    objective = st.get("objective")
+    info.objective = float(objective) if isinstance(objective, int | float) else None
+    overrides = st.get("overrides")
+    info.overrides = [str(o) for o in overrides] if isinstance(overrides, list) else []
     info.model = st.get("model")
     info.prior = st.get("prior")
     info.num_steps = st.get("num_steps")
@@ -263,7 +291,7 @@ def load_run_info(run_dir: Path, root: Path | None = None) -> RunInfo:
                 "%Y-%m-%dT%H:%M:%S%z",
                 time.localtime((run_dir / HYDRA_DIR / "config.yaml").stat().st_mtime),
             )
-    last = last_metrics(run_dir)
+    last = last_metrics(run_dir, torn=info.damaged)
     if last is not None:
         loss = last.get("loss")
         info.last_loss = float(loss) if isinstance(loss, int | float) else None
@@ -275,7 +303,7 @@ def load_run_info(run_dir: Path, root: Path | None = None) -> RunInfo:
     if info.status == "running" and st.get("host") == socket.gethostname():
         pid = st.get("pid")
         if isinstance(pid, int) and not _pid_alive(pid):
-            info.status = "lost"  # the process died without saying so (killed, crashed)
+            info.status = "killed"  # the process died without saying so (kill -9, a crash)
     ev = read_json(run_dir / EVAL_FILE)
     if ev:
         ex = ev.get("excess_nll")

@@ -9,6 +9,7 @@ Ctrl-C checkpoints the current step and marks the run ``interrupted``;
 from __future__ import annotations
 
 import logging
+import math
 import os
 import shutil
 import sys
@@ -178,7 +179,9 @@ def _hydra_context() -> tuple[Path | None, dict[str, str], list[str]]:
     return Path(hc.runtime.output_dir), choices, list(hc.overrides.task)
 
 
-def _abandon_fresh_run(run_dir: Path, exc: CliError, choices: dict[str, str]) -> None:
+def _abandon_fresh_run(
+    run_dir: Path, exc: CliError, choices: dict[str, str], overrides: list[str]
+) -> None:
     """A config error before training: a sweep job keeps a ``failed`` record (list-runs
     shows it); a single run removes the folder Hydra just made, which holds nothing else."""
     if is_multirun():
@@ -190,6 +193,7 @@ def _abandon_fresh_run(run_dir: Path, exc: CliError, choices: dict[str, str]) ->
             prior=choices.get("prior"),
             started=now_iso(),
             started_ts=time.time(),
+            overrides=overrides,
         )
     else:
         _clean_fresh_dir(run_dir)
@@ -244,12 +248,16 @@ def run_train(
         }
 
     model_choice, prior_choice = choices.get("model"), choices.get("prior")
+    if str(cfg.get("objective", "excess_nll")) not in OBJECTIVES:
+        raise CliError(
+            f"objective={cfg.get('objective')!r} is not valid; choose one of {list(OBJECTIVES)}."
+        )
     run_dir.mkdir(parents=True, exist_ok=True)
     try:
         exp = build_experiment(cfg, run_dir, model_choice=model_choice, prior_choice=prior_choice)
     except CliError as exc:
         if not resuming:
-            _abandon_fresh_run(run_dir, exc, choices)
+            _abandon_fresh_run(run_dir, exc, choices, overrides)
         raise
     tc = exp.training_config
     ckpt_dir = Path(tc.checkpoint_dir)
@@ -306,12 +314,20 @@ def run_train(
     t0 = time.time()
     try:
         train(exp.prior, exp.model_config, tc, resume_from=resume_from, data_config=data_config)
-    except KeyboardInterrupt:
+    except KeyboardInterrupt as exc:  # TrainingInterrupted: Ctrl-C or SIGTERM
         step = max(checkpoint_steps(run_dir) or [0])
-        update_status(run_dir, status="interrupted", step=step, train_time_s=time.time() - t0)
+        signal_name = getattr(exc, "signal_name", "SIGINT")
+        update_status(
+            run_dir,
+            status="interrupted",
+            step=step,
+            signal=signal_name,
+            train_time_s=time.time() - t0,
+        )
+        how = "stopped at once" if getattr(exc, "forced", False) else "stopped cleanly"
         sys.stderr.write(
-            f"\npfn train: interrupted at step {step}/{tc.num_steps}; a checkpoint is saved. "
-            f"Resume with:\n  pfn train resume={run_dir}\n"
+            f"\npfn train: {signal_name}: {how}; the last checkpoint is step {step}/"
+            f"{tc.num_steps}. Resume with:\n  pfn train resume={run_dir}\n"
         )
         sys.exit(130)
     except Exception as exc:
@@ -340,9 +356,38 @@ def run_train(
         except CliError as exc:
             log.warning("Final evaluation skipped: %s", exc)
             update_status(run_dir, eval_error=str(exc))
-    summary = update_status(run_dir, status="finished", finished=now_iso())
+    name, value = objective(str(cfg.get("objective", "excess_nll")), results, run_dir)
+    summary = update_status(
+        run_dir, status="finished", finished=now_iso(), objective=value, objective_name=name
+    )
     _print_summary(run_dir, summary, results, train_time)
     return {**summary, "eval": results}
+
+
+OBJECTIVES = ("excess_nll", "nll", "loss")
+
+
+def objective(
+    wanted: str, results: dict[str, Any] | None, run_dir: Path
+) -> tuple[str, float | None]:
+    """What a sweeper minimises: ``excess_nll`` (against the exact posterior), falling back
+    to the final evaluation's held-out ``nll`` for priors without one, and to the last
+    training ``loss`` when there was no evaluation. Returns (the name used, its value), the
+    value None when nothing finite was reported."""
+    if wanted not in OBJECTIVES:
+        raise CliError(f"objective={wanted!r} is not valid; choose one of {list(OBJECTIVES)}.")
+    candidates = OBJECTIVES[OBJECTIVES.index(wanted) :]
+    for name in candidates:
+        if name == "loss":
+            value = (last_metrics(run_dir, "loss_avg") or {}).get("loss_avg")
+        else:
+            value = ((results or {}).get(name) or {}).get("mean")
+        if isinstance(value, int | float) and math.isfinite(value):
+            if name != wanted:
+                log.warning("objective=%s is not available for this run; using %s.", wanted, name)
+            return name, float(value)
+    log.warning("objective=%s: the run reported no finite %s.", wanted, ", ".join(candidates))
+    return wanted, None
 
 
 def _write_resolved_config(run_dir: Path, cfg: DictConfig, exp: Experiment) -> None:
@@ -413,10 +458,12 @@ def _print_summary(run_dir: Path, status: dict, results: dict | None, train_time
     )
 
 
-def _task(cfg: DictConfig) -> dict[str, Any]:
+def _task(cfg: DictConfig) -> float:
+    """The train app's job: train, evaluate, and return the objective to Hydra's sweeper."""
     if is_multirun() and cfg.get("resume"):
         raise CliError("resume=... cannot be combined with -m/--multirun.")
-    return run_train(cfg)
+    value = run_train(cfg)["objective"]
+    return math.nan if value is None else value  # NaN: Optuna records the trial as failed
 
 
 main = hydra_app("train", _task)

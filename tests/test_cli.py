@@ -6,6 +6,7 @@ the plumbing (run folders, status, resume, errors), not model quality.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import re
 import shutil
@@ -341,36 +342,73 @@ def test_user_prior_from_own_config_dir(tmp_path):
 
 
 # ---------------------------------------------------------------------------- Ctrl-C
-def test_sigint_then_resume(tmp_path):
+@contextlib.contextmanager
+def cpu_load(processes: int = 2):
+    """Busy processes beside the test, as on a shared CI machine."""
+    burners = [
+        subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(processes)
+    ]
+    try:
+        yield
+    finally:
+        for p in burners:
+            p.kill()
+            p.wait()
+
+
+def start_long_run(tmp_path, *extra):
     args = [*TINY, "training.num_steps=100000", "training.save_every=10", "eval.enabled=false"]
-    proc = subprocess.Popen(
-        [*pfn_command(), "train", *args],
+    return subprocess.Popen(
+        [*pfn_command(), "train", *args, *extra],
         cwd=tmp_path,
         env=cli_env(),
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         text=True,
     )
+
+
+def wait_for_checkpoint(proc, tmp_path, timeout=300):
+    deadline = time.time() + timeout
+    while time.time() < deadline and proc.poll() is None:
+        if list((tmp_path / "outputs").glob("*/checkpoints/step-*.pt")):
+            return
+        time.sleep(0.3)
+    raise AssertionError(f"no checkpoint appeared: {proc.poll()} {proc.communicate(timeout=5)}")
+
+
+def signal_run(proc, tmp_path, *signals, gap=0.0):
+    """Send ``signals`` once the first checkpoint exists; returns stderr."""
     try:
-        deadline = time.time() + 240
-        while time.time() < deadline and proc.poll() is None:
-            if list((tmp_path / "outputs").glob("*/checkpoints/step-*.pt")):
-                break
-            time.sleep(0.3)
-        assert proc.poll() is None, proc.communicate()
-        proc.send_signal(signal.SIGINT)
-        out, err = proc.communicate(timeout=120)
+        wait_for_checkpoint(proc, tmp_path)
+        for sig in signals:
+            proc.send_signal(sig)
+            time.sleep(gap)
+        _, err = proc.communicate(timeout=180)
     finally:
         if proc.poll() is None:
             proc.kill()
+            proc.communicate()
+    return err
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_under_load_stops_cleanly_then_resumes(tmp_path, sig):
+    proc = start_long_run(tmp_path)
+    with cpu_load():
+        err = signal_run(proc, tmp_path, sig)
     assert proc.returncode == 130, err
-    assert "resume=" in err and "Traceback" not in err
+    assert f"{sig.name}: stopped cleanly" in err and "resume=" in err and "Traceback" not in err
     (run,) = run_dirs(tmp_path / "outputs")
     st = read_status(run)
-    assert st["status"] == "interrupted" and st["step"] > 0
+    assert st["status"] == "interrupted" and st["signal"] == sig.name and st["step"] > 0
     steps = sorted(int(p.stem.split("-")[1]) for p in (run / "checkpoints").glob("step-*.pt"))
-    assert steps[-1] == st["step"]
-
+    assert steps[-1] == st["step"]  # the clean stop wrote the step it stopped at
+    assert not list((run / "checkpoints").glob(".*tmp"))  # nothing half-written left behind
+    last = json.loads((run / "metrics.jsonl").read_text().splitlines()[-1])
+    assert last["step"] == st["step"]  # the steps after the last log step were logged too
+    if sig == signal.SIGTERM:
+        return
     target = st["step"] + 10
     run_pfn(["train", f"resume={run}", f"training.num_steps={target}"], tmp_path)
     assert run_dirs(tmp_path / "outputs") == [run]  # continued in place
@@ -380,6 +418,18 @@ def test_sigint_then_resume(tmp_path):
     assert (run / "eval.json").is_file() is False  # eval.enabled=false came from the run
     rows = json.loads(run_pfn(["list-runs", "--json"], tmp_path).stdout)
     assert rows[0]["status"] == "finished" and rows[0]["step"] == target
+
+
+def test_a_second_signal_stops_at_once(tmp_path):
+    proc = start_long_run(tmp_path)
+    err = signal_run(proc, tmp_path, signal.SIGINT, signal.SIGINT, gap=0.0)
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err and "resume=" in err
+    (run,) = run_dirs(tmp_path / "outputs")
+    st = read_status(run)
+    assert st["status"] == "interrupted"
+    steps = sorted(int(p.stem.split("-")[1]) for p in (run / "checkpoints").glob("step-*.pt"))
+    assert steps and steps[-1] == st["step"]  # the status names a checkpoint that exists
 
 
 # ---------------------------------------------------------------------------- slow extras
@@ -407,3 +457,30 @@ def test_wandb_offline_run_lands_in_the_run_dir(tmp_path):
     (run,) = run_dirs(tmp_path / "outputs")
     assert list((run / "wandb").glob("offline-run-*/run-*.wandb"))
     assert read_status(run)["status"] == "finished"
+
+
+def test_runs_started_at_the_same_moment_never_share_a_folder(tmp_path):
+    args = [*TINY, "training.num_steps=5", "eval.enabled=false"]
+    procs = [
+        subprocess.Popen(
+            [*pfn_command(), "train", *args],
+            cwd=tmp_path,
+            env=cli_env(),
+            stdout=subprocess.PIPE,
+            stderr=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(2)
+    ]
+    for proc in procs:
+        _, err = proc.communicate(timeout=300)
+        assert proc.returncode == 0, err
+    runs = run_dirs(tmp_path / "outputs")
+    assert len(runs) == 2
+    for run, proc in zip(
+        sorted(runs, key=lambda r: read_status(r)["pid"]),
+        sorted(procs, key=lambda p: p.pid),
+        strict=True,
+    ):
+        assert f"-p{proc.pid}_train_" in run.name  # start time to the microsecond + process id
+        assert read_status(run)["status"] == "finished"
