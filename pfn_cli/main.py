@@ -1,8 +1,9 @@
 """The ``pfn`` dispatcher: ``pfn SUBCOMMAND ...``.
 
-``train``, ``eval`` and ``sample`` are Hydra apps: the dispatcher removes the subcommand word
-and hands the rest of argv to Hydra untouched, so overrides, ``-m/--multirun``, ``--cfg``,
-``--info``, ``--config-dir`` and shell completion behave as in any Hydra app.
+``train``, ``eval``, ``sample`` and ``inspect`` are Hydra apps: the dispatcher removes the
+subcommand word and hands the rest of argv to Hydra untouched, so overrides,
+``-m/--multirun``, ``--cfg``, ``--info``, ``--config-dir`` and shell completion behave as in
+any Hydra app.
 ``list-runs`` is plain argparse. This module imports nothing heavy (no torch, no Hydra).
 """
 
@@ -30,13 +31,18 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "draw rollouts or posterior-predictive samples from a run (Hydra app, conf/sample.yaml)",
         "run=RUN_DIR|latest [num_samples=N] [context.source=prior|file] [key=value ..]",
     ),
+    "inspect": (
+        "pfn_cli.inspect",
+        "see how a run does inference: attention, logit lens, ablation, probes (conf/inspect.yaml)",
+        "run=RUN_DIR|latest [step=N] [analyses=[..]] [context.source=prior|file] [context.size=N]",
+    ),
     "list-runs": (
         "pfn_cli.list_runs",
         "list the runs under outputs/ (or W&B runs with --project)",
         "[--dir DIR] [--model M] [--prior P] [--status S] [--sort KEY] [--json] [--project P]",
     ),
 }
-HYDRA_COMMANDS = ("train", "eval", "sample")
+HYDRA_COMMANDS = ("train", "eval", "sample", "inspect")
 
 
 def usage() -> str:
@@ -53,8 +59,8 @@ def usage() -> str:
         lines.append(f"  {'':<{width}}    pfn {name} {takes}")
     lines += [
         "",
-        "`pfn COMMAND --help` shows what a command takes; train, eval and sample accept any",
-        "Hydra flag as well (--cfg job, --info, -m, --config-dir DIR, --hydra-help).",
+        "`pfn COMMAND --help` shows what a command takes; train, eval, sample and inspect accept",
+        "any Hydra flag as well (--cfg job, --info, -m, --config-dir DIR, --hydra-help).",
         'Shell completion (bash): eval "$(pfn -sc install=bash)"',
         "",
         "examples:",
@@ -63,6 +69,7 @@ def usage() -> str:
         "  pfn train -m prior=linear,gp training.learning_rate=1e-3,3e-4",
         "  pfn eval run=latest",
         "  pfn sample run=latest num_samples=32",
+        "  pfn inspect run=latest analyses=[lens,probes]",
         "  pfn list-runs --prior gp --sort excess_nll",
     ]
     return "\n".join(lines)

@@ -137,6 +137,24 @@ class LinearRegressionPrior(
         var = s2 + (sol[..., 1] * phi).sum(-1)
         return mean, var.sqrt()
 
+    # ------------------------------------------------------------------ posterior probes
+    def posterior_statistics(self, x: Tensor, y: Tensor) -> dict[str, Tensor]:
+        """``{"weight_mean": [B, S, F]}``: entry n is the posterior mean m_n of the feature
+        weights (bias last) given D_<n, the sufficient summary the prediction at n may use.
+
+        Read by ``pfn_transformers.interp`` to probe a PFN's residual stream for it.
+        """
+        phi = self.featurize(x.double())
+        s2 = self.noise_std**2
+        outer = phi.unsqueeze(-1) * phi.unsqueeze(-2)
+        prec = (
+            torch.diag_embed(1.0 / self.prior_variances(torch.float64, device=phi.device))
+            + exclusive_cumsum(outer, 1) / s2
+        )
+        rhs = exclusive_cumsum(phi * y.double().unsqueeze(-1), 1) / s2
+        mean = torch.cholesky_solve(rhs.unsqueeze(-1), torch.linalg.cholesky(prec))
+        return {"weight_mean": mean.squeeze(-1)}
+
 
 class PolynomialPrior(LinearRegressionPrior):
     """Bayesian polynomial regression of scalar x: y = sum_{k=0..degree} c_k x^k + eps.

@@ -57,6 +57,13 @@ class CoinFlipPrior(DiscretePredictiveMixin, ExactPosteriorMixin, DataGenerator)
         p1 = (self.alpha + heads) / (self.alpha + self.beta + n)
         return torch.stack([torch.log1p(-p1), p1.log()], dim=-1)
 
+    def posterior_statistics(self, x: Tensor | None, y: Tensor) -> dict[str, Tensor]:
+        """``{"bias_mean": [B, S, 1]}``: entry n is the posterior mean of theta given y_<n,
+        (alpha + k) / (alpha + beta + n) (read by ``pfn_transformers.interp``'s probes)."""
+        heads = exclusive_cumsum(y.double(), 1)
+        n = torch.arange(y.shape[1], dtype=torch.float64, device=y.device)
+        return {"bias_mean": ((self.alpha + heads) / (self.alpha + self.beta + n)).unsqueeze(-1)}
+
 
 class CategoricalPrior(DiscretePredictiveMixin, ExactPosteriorMixin, DataGenerator):
     """Dirichlet-categorical: p ~ Dirichlet(alpha), y_i ~ Categorical(p), y in [0, K).
@@ -108,6 +115,11 @@ class CategoricalPrior(DiscretePredictiveMixin, ExactPosteriorMixin, DataGenerat
         a = self.alpha
         n = torch.arange(y.shape[1], dtype=torch.float64).unsqueeze(-1)
         return torch.log(a + counts) - torch.log(a.sum() + n)
+
+    def posterior_statistics(self, x: Tensor | None, y: Tensor) -> dict[str, Tensor]:
+        """``{"probs_mean": [B, S, K]}``: entry n is the posterior mean of the category
+        probabilities given y_<n (read by ``pfn_transformers.interp``'s probes)."""
+        return {"probs_mean": self.exact_predictive_log_probs(x, y.cpu()).exp().to(y.device)}
 
 
 class MarkovChainPrior(DiscretePredictiveMixin, ExactPosteriorMixin, DataGenerator):
@@ -170,6 +182,23 @@ class MarkovChainPrior(DiscretePredictiveMixin, ExactPosteriorMixin, DataGenerat
         out[:, 1:] = torch.log(a + row) - torch.log(K * a + row.sum(-1, keepdim=True))
         return out
 
+    def posterior_statistics(self, x: Tensor | None, y: Tensor) -> dict[str, Tensor]:
+        """``{"transition_counts": [B, S, K]}``: entry n counts the transitions out of the
+        current state y_{n-1} seen in y_<n (the Dirichlet row the prediction of y_n uses;
+        zeros at n = 0, where there is no current state). Read by ``pfn_transformers.interp``.
+        """
+        K = self.num_states
+        B, S = y.shape
+        yl = y.long()
+        out = torch.zeros(B, S, K, dtype=torch.float64, device=y.device)
+        if S < 2:
+            return {"transition_counts": out}
+        onehot = torch.nn.functional.one_hot(yl[:, :-1] * K + yl[:, 1:], K * K).double()
+        counts = exclusive_cumsum(onehot, 1).view(B, S - 1, K, K)
+        prev = yl[:, :-1, None, None].expand(-1, -1, 1, K)
+        out[:, 1:] = counts.gather(2, prev).squeeze(2)
+        return {"transition_counts": out}
+
 
 class NormalInverseGammaPrior(ContinuousTargetMixin, ExactPosteriorMixin, DataGenerator):
     """Normal with unknown mean and variance under a Normal-Inverse-Gamma prior.
@@ -226,6 +255,14 @@ class NormalInverseGammaPrior(ContinuousTargetMixin, ExactPosteriorMixin, DataGe
     def exact_log_predictive(self, x: Tensor | None, y: Tensor) -> Tensor:
         df, loc, scale = self.exact_predictive_params(y)
         return student_t_log_pdf(y.double(), df, loc, scale).float()
+
+    def posterior_statistics(self, x: Tensor | None, y: Tensor) -> dict[str, Tensor]:
+        """``{"mean": [B, S, 1], "log_scale": [B, S, 1]}``: entry n holds the posterior mean
+        mu_n of the mean given y_<n and the log scale of the Student-t predictive (finite for
+        every n, unlike the variance when 2 alpha_n <= 2). Read by ``pfn_transformers.interp``.
+        """
+        _, loc, scale = self.exact_predictive_params(y)
+        return {"mean": loc.unsqueeze(-1), "log_scale": scale.log().unsqueeze(-1)}
 
     def exact_predictive_mean(self, x: Tensor | None, y: Tensor) -> Tensor:
         """``[B, S]`` predictive mean mu_n (finite since 2 alpha_n > 1 once alpha0 > 1/2)."""
