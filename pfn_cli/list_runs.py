@@ -168,9 +168,7 @@ def resolve_sweep(spec: str, root: Path) -> Path:
         if not path.is_dir():
             raise CliError(f"--sweep {spec}: no such folder; pass a sweep folder or latest.")
         return path
-    sweeps = {
-        p.parent for p in iter_run_dirs(root) if p.parent != root and p.parent.parent == root
-    }
+    sweeps = {p.parent for p in iter_run_dirs(root) if p.parent != root and p.parent.parent == root}
     if not sweeps:
         raise CliError(f"--sweep latest: there are no sweeps under {root}/ (pfn train -m ...).")
     return max(sweeps, key=lambda p: p.stat().st_mtime)
@@ -273,8 +271,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--prior", help="keep runs with this prior choice (comma-separated: a,b)")
     p.add_argument(
         "--status",
-        help="keep runs with this status: running, finished, failed, interrupted, killed, "
-        "damaged",
+        help="keep runs with this status: running, finished, failed, interrupted, killed, damaged",
     )
     p.add_argument(
         "--sort", default="started", choices=SORT_KEYS, help="sort key (default: started)"

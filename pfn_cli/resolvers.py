@@ -6,8 +6,8 @@ Registered by every pfn Hydra app (and by ``register_resolvers()`` for the compo
     An attribute of the instantiated prior (``input_dim``, ``num_classes``, ...). The prior
     is built from the config's own ``prior`` node (cached per prior config).
 ``${pfn.y_range:min}`` / ``${pfn.y_range:max}``
-    The prior's ``suggested_y_range`` (central 99.9% of its targets); priors without one get
-    the same range estimated from their samples.
+    The prior's ``suggested_y_range`` (central 99.9% of its targets, padded by 10% of that
+    width on each side); priors without one get the same rule applied to 20,000 draws.
 ``${pfn.riemann_borders:BUCKET_TYPE,N}``
     ``N`` Riemann (quantile) buckets estimated from the prior's ``sample_targets`` when
     BUCKET_TYPE is ``riemann`` (fixed seed: the same borders every time), else null.
@@ -108,11 +108,15 @@ def prior_y_range(prior: Any) -> tuple[float, float]:
         return lo, hi
     import torch
 
+    from pfn_transformers.priors import ContinuousTargetMixin
+
     y = prior_targets(prior, 20_000)
-    lo, hi = torch.quantile(y, torch.tensor([0.0005, 0.9995])).tolist()
+    tail = (1.0 - ContinuousTargetMixin.y_range_coverage) / 2
+    lo, hi = torch.quantile(y, torch.tensor([tail, 1.0 - tail])).tolist()
     if not hi > lo:
         lo, hi = lo - 1.0, hi + 1.0
-    return float(lo), float(hi)
+    pad = ContinuousTargetMixin.y_range_padding * (hi - lo)  # the catalogue's rule
+    return float(lo - pad), float(hi + pad)
 
 
 # ---------------------------------------------------------------------------- resolvers
