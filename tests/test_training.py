@@ -386,3 +386,24 @@ def test_inductor_compiled_step_on_cpu(tmp_path):
     eager, _ = _losses_and_weights(tmp_path, "eager", compile=False)
     compiled, _ = _losses_and_weights(tmp_path, "compiled", compile=True)
     assert compiled == pytest.approx(eager, abs=1e-4)
+
+
+def test_compiled_step_is_one_graph_without_breaks_or_recompiles(monkeypatch):
+    from torch._dynamo.utils import counters
+
+    from pfn_transformers.training.distributed import DistributedContext
+    from pfn_transformers.training.state import build_state
+    from pfn_transformers.training.step import TrainStep
+
+    monkeypatch.setenv("PFN_COMPILE_BACKEND", "aot_eager")
+    torch._dynamo.reset()
+    counters.clear()
+    state = build_state(
+        TINY, tc(compile=True, precision="auto"), DistributedContext.from_env(torch.device("cpu"))
+    )
+    step = TrainStep(state)
+    x, y = linear_gen().generate_batch(8, 12)
+    for _ in range(4):
+        step(x, y)
+    assert sum(counters["graph_break"].values()) == 0, dict(counters["graph_break"])
+    assert counters["stats"]["unique_graphs"] == 1

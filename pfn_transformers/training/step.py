@@ -30,10 +30,15 @@ class NonFiniteLossError(FloatingPointError):
     """Training stopped because non-finite losses or gradients persisted."""
 
 
-def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+def uses_bf16(device: torch.device, precision: str) -> bool:
     """bf16 autocast for ``precision="bf16"``, or ``"auto"`` where bf16 matmuls are native."""
-    use_bf16 = precision == "bf16" or (precision == "auto" and has_fast_bf16(device))
-    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=use_bf16)
+    return precision == "bf16" or (precision == "auto" and has_fast_bf16(device))
+
+
+def autocast(device: torch.device, precision: str) -> contextlib.AbstractContextManager:
+    """The autocast context ``precision`` asks for on ``device``."""
+    enabled = uses_bf16(device, precision)
+    return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
 
 
 class StepStats:
@@ -135,6 +140,8 @@ class TrainStep:
         self.tc = state.training_config
         self.params = [p for p in state.model.parameters() if p.requires_grad]
         self.stats = StepStats(state.device)
+        # decided once, outside the compiled function (the CPU probes would break its graph)
+        self.bf16 = uses_bf16(state.device, self.tc.precision)
         self.mode = compile_mode(self.tc.compile, state.device)
         self.compiled_loss = None
         if self.mode is not None:
@@ -144,7 +151,8 @@ class TrainStep:
 
     def loss(self, x: Tensor | None, y: Tensor) -> Tensor:
         """The mean training loss of one batch (under the run's autocast)."""
-        with autocast(self.state.device, self.tc.precision):
+        device_type = self.state.device.type
+        with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=self.bf16):
             return self.state.net(*((y,) if x is None else (x, y)), return_type="loss")
 
     def __call__(self, x: Tensor | None, y: Tensor) -> Tensor:
