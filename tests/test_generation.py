@@ -119,3 +119,12 @@ def test_positions_beyond_n_ctx_are_refused_when_cached():
     model = PFN(UnsupervisedConfig(**SMALL, input_type="discrete", d_vocab=4, n_ctx=6)).eval()
     with pytest.raises(ValueError, match="n_ctx=6"):
         model.generate(1, 8)
+
+
+def test_generation_leaves_the_thread_count_as_it_was():
+    model = PFN(UnsupervisedConfig(**SMALL, input_type="discrete", d_vocab=4)).eval()
+    before = torch.get_num_threads()
+    model.generate(4, 6)
+    reg = PFN(RegressionConfig(**SMALL, input_dim=1, d_vocab=10)).eval()
+    reg.generate(torch.randn(1, 3, 1), torch.randn(1, 3), torch.randn(1, 2, 1), num_samples=2)
+    assert torch.get_num_threads() == before

@@ -53,6 +53,7 @@ class _Batching:
 
     spec: TaskSpec | None = None
     use_vmap: bool | None = None  # None: not decided yet
+    takes_device: bool | None = None  # does generate_batch accept device=? (None: not read)
 
 
 _STATE: dict[int, tuple[weakref.ref, _Batching]] = {}
@@ -114,8 +115,12 @@ class BatchSource:
                 "(x [seq, input_dim], y [seq]) or y [seq], or generate_batch(batch_size, "
                 "seq_len) -> (x [batch, seq, input_dim] | None, y [batch, seq])."
             )
-        self.batch_takes_device = self.has_batch and _accepts_device(generator.generate_batch)
         self._state = _state_for(generator)
+        if self._state.takes_device is None:  # inspect.signature is slow: read it once
+            self._state.takes_device = self.has_batch and _accepts_device(
+                generator.generate_batch
+            )
+        self.batch_takes_device = self._state.takes_device
 
     # ------------------------------------------------------------------ drawing
     def _raw(
