@@ -9,25 +9,42 @@ additions are the ``model=``/``prior=`` names and which built-in options would f
 
 from __future__ import annotations
 
+import functools
 from typing import Any
 
 from omegaconf import DictConfig
 
 from pfn_cli.errors import CliError
 
-# The built-in options of each (supervised, target_type), for "use ..." suggestions.
-KINDS: dict[tuple[bool, str], dict[str, list[str]]] = {
-    (True, "continuous"): {
-        "models": ["regression", "regression_point"],
-        "priors": ["linear", "polynomial", "gp", "mlp", "step_sine", "csv"],
-    },
-    (True, "discrete"): {"models": ["classification"], "priors": ["logistic"]},
-    (False, "discrete"): {
-        "models": ["unsupervised_discrete"],
-        "priors": ["coin", "categorical", "markov"],
-    },
-    (False, "continuous"): {"models": ["unsupervised_continuous"], "priors": ["nig"]},
-}
+
+@functools.lru_cache(maxsize=1)
+def builtin_options() -> dict[tuple[bool, str], dict[str, list[str]]]:
+    """The ``conf/model`` and ``conf/prior`` options of each (supervised, target_type), for
+    "use ..." suggestions. Read from the YAML files themselves (model classes' ``task_for``,
+    priors instantiated with their defaults), so a new built-in prior needs only its class
+    and its YAML. Only error messages call this; options that cannot be built as they stand
+    (the csv prior needs a path) are left out."""
+    from hydra.utils import instantiate
+    from omegaconf import OmegaConf
+
+    from pfn_cli.paths import conf_dir
+    from pfn_cli.resolvers import register_resolvers
+
+    register_resolvers()
+    kinds: dict[tuple[bool, str], dict[str, list[str]]] = {}
+    for path in sorted((conf_dir() / "model").glob("*.yaml")):
+        spec = model_task_from_node(OmegaConf.load(path))
+        if spec is not None:
+            entry = kinds.setdefault((spec.supervised, spec.target_type), {})
+            entry.setdefault("models", []).append(path.stem)
+    for path in sorted((conf_dir() / "prior").glob("*.yaml")):
+        try:
+            spec = describe_prior(instantiate(OmegaConf.load(path)), path.stem)
+        except Exception:
+            continue
+        entry = kinds.setdefault((spec.supervised, spec.target_type), {})
+        entry.setdefault("priors", []).append(path.stem)
+    return kinds
 
 
 def _literal_fields(node: DictConfig) -> dict[str, Any]:
@@ -107,8 +124,9 @@ def check_fit(
     if not kind_differs:
         raise CliError(f"{problem} {size_hint}")
     msg = f"Incompatible choices: {problem}"
-    fits = KINDS.get((data_task.supervised, data_task.target_type), {})
-    wanted = KINDS.get((model_task.supervised, model_task.target_type), {})
+    kinds = builtin_options()
+    fits = kinds.get((data_task.supervised, data_task.target_type), {})
+    wanted = kinds.get((model_task.supervised, model_task.target_type), {})
     if fits.get("models"):
         msg += f" Built-in options for {prior_name}: " + " or ".join(
             f"model={m}" for m in fits["models"]
