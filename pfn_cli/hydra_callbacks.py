@@ -7,9 +7,7 @@ last one ended.
 
 from __future__ import annotations
 
-import os
 import sys
-import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -21,14 +19,13 @@ from pfn_cli.errors import print_error
 
 def _probe_writable(target: Path) -> str | None:
     """None when a file can be written where ``target`` (a run or sweep folder) will be."""
+    from pfn_transformers.checkpointing import CheckpointWriteError, ensure_writable_dir
+
     folder = target if target.exists() else target.parent
     try:
-        folder.mkdir(parents=True, exist_ok=True)
-        fd, probe = tempfile.mkstemp(prefix=".pfn-write-probe.", dir=folder)
-        os.close(fd)
-        os.unlink(probe)
-    except OSError as exc:
-        return f"{folder}: {exc.strerror or exc}"
+        ensure_writable_dir(folder, "outputs")
+    except CheckpointWriteError as exc:
+        return f"{folder}: {(exc.__cause__ and exc.__cause__.strerror) or exc}"
     return None
 
 

@@ -484,3 +484,13 @@ def test_runs_started_at_the_same_moment_never_share_a_folder(tmp_path):
     ):
         assert f"-p{proc.pid}_train_" in run.name  # start time to the microsecond + process id
         assert read_status(run)["status"] == "finished"
+
+
+@pytest.mark.parametrize("multirun", [False, True], ids=["run", "sweep"])
+def test_an_unwritable_outputs_folder_is_refused_before_training(tmp_path, multirun):
+    (tmp_path / "a-file").write_text("not a folder")
+    args = ["train", *(["-m"] if multirun else []), *TINY, "outputs_root=a-file/outputs"]
+    proc = run_pfn(args, tmp_path, check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "cannot write runs there" in proc.stderr and "Not a directory" in proc.stderr
+    assert "Training" not in proc.stdout + proc.stderr  # refused before any training
