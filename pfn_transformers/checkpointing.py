@@ -28,8 +28,10 @@ class CheckpointError(RuntimeError):
     """A checkpoint is missing, truncated, corrupt or not a pfn_transformers checkpoint."""
 
 
-class CheckpointNotFoundError(CheckpointError, FileNotFoundError):
-    """No checkpoint at the given path (or no checkpoint of the requested step)."""
+class CheckpointNotFoundError(CheckpointError, FileNotFoundError, LookupError):
+    """No checkpoint where one was asked for: a missing file or folder, a step that was never
+    saved, or a W&B run without (that) checkpoint artifact. One class for all of them
+    (``pfn_transformers.wandb`` raises this one too)."""
 
 
 class CheckpointWriteError(CheckpointError, OSError):

@@ -407,3 +407,10 @@ def test_compiled_step_is_one_graph_without_breaks_or_recompiles(monkeypatch):
         step(x, y)
     assert sum(counters["graph_break"].values()) == 0, dict(counters["graph_break"])
     assert counters["stats"]["unique_graphs"] == 1
+
+
+def test_one_checkpoint_not_found_error_for_local_and_wandb_lookups():
+    from pfn_transformers import wandb as pw
+
+    assert pw.CheckpointNotFoundError is CheckpointNotFoundError
+    assert issubclass(CheckpointNotFoundError, FileNotFoundError | LookupError)

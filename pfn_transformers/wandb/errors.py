@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from ..checkpointing import CheckpointNotFoundError
+
 
 class WandbUnavailableError(RuntimeError):
     """W&B cannot be used as asked: missing credentials, unreachable server, bad mode."""
@@ -23,8 +25,8 @@ class AmbiguousRunError(WandbLookupError):
     """Several runs match where exactly one is needed."""
 
 
-class CheckpointNotFoundError(WandbLookupError):
-    """A run has no checkpoint artifact (at the requested step)."""
+# A W&B run without (that) checkpoint artifact raises the library's one
+# CheckpointNotFoundError (a LookupError, like WandbLookupError).
 
 
 __all__ = [
