@@ -117,9 +117,7 @@ class BatchSource:
             )
         self._state = _state_for(generator)
         if self._state.takes_device is None:  # inspect.signature is slow: read it once
-            self._state.takes_device = self.has_batch and _accepts_device(
-                generator.generate_batch
-            )
+            self._state.takes_device = self.has_batch and _accepts_device(generator.generate_batch)
         self.batch_takes_device = self._state.takes_device
 
     # ------------------------------------------------------------------ drawing

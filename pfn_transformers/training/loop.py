@@ -120,13 +120,18 @@ class _LogWindow:
         self.opened_step = state.step
         self.warned_out_of_range = False
 
-    def close(self) -> dict[str, Any]:
+    def close(self, *flags: bool) -> tuple[dict[str, Any], list[bool]]:
+        """Metrics of the window, and ``flags`` as agreed by every rank (True if any rank's
+        is), read in the same host synchronisation."""
         state, tc = self.state, self.state.training_config
         counters = torch.stack(
             [self.stats.skipped, self.stats.out_of_range, self.stats.targets]
         ).float()
-        values = state.dist.mean(torch.cat([torch.stack(self.losses).float(), counters]))
-        *losses, skipped, out_of_range, targets = values.tolist()  # the one host sync
+        local = torch.tensor([float(f) for f in flags], device=counters.device)
+        values = state.dist.mean(torch.cat([torch.stack(self.losses).float(), counters, local]))
+        values = values.tolist()  # the one host sync
+        agreed = [v > 0 for v in values[len(values) - len(flags) :]]
+        *losses, skipped, out_of_range, targets = values[: len(values) - len(flags)]
         finite = [v for v in losses if math.isfinite(v)]
         now = time.perf_counter()
         elapsed = max(now - self.opened, 1e-9)
@@ -161,7 +166,7 @@ class _LogWindow:
         self.losses.clear()
         self.data_s = 0.0
         self.opened, self.opened_step = now, state.step
-        return metrics
+        return metrics, agreed
 
 
 def _run_steps(
@@ -171,11 +176,17 @@ def _run_steps(
     eval_source: BatchSource | None,
     stop: StopSignals,
 ) -> str:
-    """Step until ``num_steps``, ``max_time_s`` or a stop signal; returns the end status."""
+    """Step until ``num_steps``, ``max_time_s`` or a stop signal; returns the end status.
+
+    One process stops at the first step boundary after a signal or the time limit. Under DDP
+    every rank must stop at the same step (or the next all-reduce hangs), so the ranks agree
+    at log steps, in the synchronisation those already make.
+    """
     tc = state.training_config
     step_fn = TrainStep(state)
     guard = NonFiniteGuard(step_fn.stats, tc.num_steps)
     window = _LogWindow(state, step_fn.stats)
+    single = state.dist.world_size == 1
     timed_out = False
     state.model.train()
     while state.step < tc.num_steps:
@@ -185,11 +196,16 @@ def _run_steps(
         window.losses.append(step_fn(x, y))
         state.step += 1
         guard.check(state)
+        stopping = stop.requested is not None
         timed_out = (
             tc.max_time_s is not None and time.perf_counter() - window.started > tc.max_time_s
         )
-        if state.step % tc.log_every == 0 or state.step == tc.num_steps or timed_out:
-            callbacks.on_log(state, window.close())
+        at_log = state.step % tc.log_every == 0 or state.step == tc.num_steps
+        if at_log or (single and (stopping or timed_out)):
+            metrics, (stopping, timed_out) = window.close(stopping, timed_out)
+            callbacks.on_log(state, metrics)
+        elif not single:
+            stopping = timed_out = False  # decided together at the next log step
         if eval_source is not None and state.step % tc.eval_every == 0 and state.dist.is_main:
             callbacks.on_eval(
                 state,
@@ -203,9 +219,7 @@ def _run_steps(
                 ),
             )
         callbacks.on_step_end(state)
-        if stop.requested:
-            if state.step % tc.log_every:  # the steps since the last log are not lost
-                callbacks.on_log(state, window.close())
+        if stopping:
             return "interrupted"
         if timed_out:
             break
