@@ -9,7 +9,7 @@ PY := $(BIN)/python
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-slow test-all lint format bench bench-quality train clean
+.PHONY: help install test test-slow test-all lint format bench bench-quality bench-user train clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -40,11 +40,14 @@ format: $(BIN)/pfn ## Apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(BIN)/pfn ## Speed benchmark: train step vs nn.TransformerEncoder, sample_batch throughput, CLI start-up
+bench: $(BIN)/pfn ## Speed: train step (fp32/bf16/compiled) vs nn.TransformerEncoder at batch 32 and 512, sampling, end-to-end GP, KV-cached generation, CLI
 	$(PY) benchmarks/bench_speed.py
 
 bench-quality: $(BIN)/pfn ## Quality benchmark: train each task, paired excess NLL against the exact posterior
 	$(PY) benchmarks/bench_quality.py
+
+bench-user: $(BIN)/pfn ## Quality through plain user classes (generate only), issue-8 settings, vs exact posteriors
+	$(PY) benchmarks/bench_user_priors.py
 
 train: $(BIN)/pfn ## The main job: train the default PFN with the CLI and evaluate it
 	$(BIN)/pfn train

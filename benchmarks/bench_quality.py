@@ -35,7 +35,6 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from pfn_transformers import (  # noqa: E402
-    PFN,
     RegressionConfig,
     TrainingConfig,
     UnsupervisedConfig,
@@ -235,27 +234,34 @@ def build_model_config(task: dict[str, Any]):
     return cls(**spec)
 
 
-def _probe_step_time(prior, model_config, batch_size: int, seq_len: int, steps: int = 8) -> float:
-    """Seconds per training step (forward, backward, AdamW) measured on this machine now."""
+def _probe_step_time(
+    prior, model_config, batch_size: int, seq_len: int, steps: int = 8, precision: str = "auto"
+) -> float:
+    """Seconds per training step of the library's own TrainStep (same precision as the run),
+    data included, measured on this machine now."""
+    from pfn_transformers.training.distributed import DistributedContext
+    from pfn_transformers.training.state import build_state
+    from pfn_transformers.training.step import TrainStep
+
+    tc = TrainingConfig(batch_size=batch_size, seq_len=seq_len, precision=precision, device="cpu")
     with torch.random.fork_rng(devices=[]):
-        model = PFN(model_config)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        step = TrainStep(
+            build_state(model_config, tc, DistributedContext.from_env(torch.device("cpu")))
+        )
         t0 = 0.0
         for i in range(steps + 2):
             if i == 2:
                 t0 = time.perf_counter()
-            x, y = sample_batch(prior, batch_size, seq_len)
-            loss = model(*((y,) if x is None else (x, y)), return_type="loss")
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
+            step(*sample_batch(prior, batch_size, seq_len))
     return (time.perf_counter() - t0) / steps
 
 
 _FIXED_THREADS: int | None = None
 
 
-def _pick_threads(prior, model_config, batch_size: int, seq_len: int) -> int:
+def _pick_threads(
+    prior, model_config, batch_size: int, seq_len: int, precision: str = "auto"
+) -> int:
     """Use 1 thread or all cores, whichever trains faster right now.
 
     On a shared 2-core machine, two intra-op threads competing with other processes can be
@@ -268,7 +274,9 @@ def _pick_threads(prior, model_config, batch_size: int, seq_len: int) -> int:
     timings = {}
     for n in sorted({1, cores}):
         torch.set_num_threads(n)
-        timings[n] = _probe_step_time(prior, model_config, batch_size, seq_len, steps=5)
+        timings[n] = _probe_step_time(
+            prior, model_config, batch_size, seq_len, steps=5, precision=precision
+        )
     # more threads only when clearly faster: they degrade badly if the machine gets busy
     best = cores if timings[cores] * 1.3 < timings[1] else 1
     torch.set_num_threads(best)
@@ -291,8 +299,11 @@ def run_task(
     model_config = build_model_config(task)
     train_kw = {**TRAIN_DEFAULTS, **task["train"]}
     budget = float(budget_s if budget_s is not None else task["max_time_s"])
-    threads = _pick_threads(prior, model_config, train_kw["batch_size"], task["seq_len"])
-    step_s = _probe_step_time(prior, model_config, train_kw["batch_size"], task["seq_len"])
+    precision = train_kw.get("precision", "auto")
+    threads = _pick_threads(prior, model_config, train_kw["batch_size"], task["seq_len"], precision)
+    step_s = _probe_step_time(
+        prior, model_config, train_kw["batch_size"], task["seq_len"], precision=precision
+    )
     # leave ~10% headroom for logging/jitter; keep at least a short warmup + some steps
     affordable = max(50, int(0.9 * budget / step_s))
     num_steps = min(int(train_kw["num_steps"]), affordable)

@@ -144,7 +144,9 @@ def test_garbled_files_never_crash_list_runs_and_show_as_damaged(tmp_path):
     )
     update_status(root / "fine", status="finished", step=1)
     rows = {r.name: r for r in list_runs(root)}
-    assert rows["torn_status"].status == "damaged" and rows["torn_status"].damaged == ["status.json"]
+    assert rows["torn_status"].status == "damaged" and rows["torn_status"].damaged == [
+        "status.json"
+    ]
     assert rows["torn_metrics"].status == "finished"
     assert rows["torn_metrics"].damaged == ["metrics.jsonl"]
     assert rows["torn_metrics"].last_loss == 0.25  # the readable lines still count

@@ -18,3 +18,17 @@ def test_readme_python_quickstart_runs():
     assert tuple(namespace["logits"].shape) == (1, 50, 100)
     assert namespace["mean"].shape == namespace["p90"].shape == (1, 50)
     assert bool((namespace["p90"] >= namespace["mean"] - 1e-4).all())
+
+
+def test_readme_plain_generator_example_runs():
+    text = README.read_text()
+    section = text[text.index("## Data generators: one protocol") :]
+    block = re.search(r"```python\n(.*?)```", section, re.S)
+    assert block, "README lost its plain-class generator example"
+    code = block.group(1).replace("num_steps=200", "num_steps=3")
+    code = code.replace("TrainingConfig(", "TrainingConfig(progress_bar=False, ")
+    namespace: dict = {}
+    exec(compile(code, "README generator example", "exec"), namespace)  # noqa: S102
+    assert tuple(namespace["x"].shape) == (32, 64, 1)
+    assert tuple(namespace["y"].shape) == (32, 64)
+    assert namespace["model"].task.supervised
