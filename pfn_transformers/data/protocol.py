@@ -31,7 +31,7 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from ..task import TARGET_TYPES, TaskSpec
+from ..task import TARGET_TYPES, TaskSpec, check_compatible
 from .base import DataGenerator, PriorShapeError
 
 _PROBE_BATCH = 4
@@ -322,6 +322,22 @@ def batch_source(generator: Any) -> BatchSource:
     return BatchSource(generator)
 
 
+def checked_source(
+    generator: Any, model_task: TaskSpec, *, model_name: str, data_name: str
+) -> BatchSource:
+    """The generator's ``BatchSource`` after ``task.check_compatible`` has passed the model's
+    task against it (one probe sample, caller's RNG untouched). ``data_name`` may use
+    ``{name}`` for the generator's class name."""
+    source = batch_source(generator)
+    check_compatible(
+        model_task,
+        source.spec,
+        model_name=model_name,
+        data_name=data_name.format(name=source.name),
+    )
+    return source
+
+
 def describe_generator(generator: Any) -> TaskSpec:
     """The ``TaskSpec`` of any data generator (see the module doc)."""
     return batch_source(generator).spec
@@ -337,6 +353,7 @@ def sample_batch(
 __all__ = [
     "BatchSource",
     "batch_source",
+    "checked_source",
     "describe_generator",
     "preserved_rng",
     "sample_batch",

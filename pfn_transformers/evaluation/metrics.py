@@ -28,8 +28,7 @@ import torch
 from torch import Tensor
 
 from pfn_transformers.data.base import has_exact_posterior
-from pfn_transformers.data.protocol import batch_source
-from pfn_transformers.task import check_compatible
+from pfn_transformers.data.protocol import checked_source
 
 COVERAGE_LEVELS = (0.5, 0.9)
 
@@ -143,12 +142,11 @@ def evaluate(
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"evaluate({name}={value!r}) is not valid; it must be a positive int.")
     head = head_kind(model)
-    source = batch_source(prior)
-    check_compatible(
+    source = checked_source(
+        prior,
         model.task,
-        source.spec,
         model_name=f"evaluate: the model ({type(model.config).__name__})",
-        data_name=f"the prior {source.name}",
+        data_name="the prior {name}",
     )
     dev = _model_device(model, device)
     exact = has_exact_posterior(prior)

@@ -23,9 +23,8 @@ import torch
 from torch import Tensor
 
 from pfn_transformers.data.base import has_exact_posterior
-from pfn_transformers.data.protocol import batch_source
+from pfn_transformers.data.protocol import checked_source
 from pfn_transformers.evaluation.metrics import head_kind
-from pfn_transformers.task import check_compatible
 
 METRICS = {
     "excess_nll": "NLL minus the exact posterior predictive's NLL (nats; 0 = Bayes-optimal)",
@@ -81,12 +80,11 @@ def draw_heldout(
     for name, value in (("num_datasets", num_datasets), ("seq_len", seq_len)):
         if isinstance(value, bool) or not isinstance(value, int) or value < 1:
             raise ValueError(f"{name}={value!r} is not valid; it must be a positive int.")
-    source = batch_source(prior)
-    check_compatible(
+    source = checked_source(
+        prior,
         model.task,
-        source.spec,
         model_name=f"the model ({type(model.config).__name__})",
-        data_name=f"the prior {source.name}",
+        data_name="the prior {name}",
     )
     with torch.random.fork_rng(devices=[]):
         torch.manual_seed(seed)

@@ -17,10 +17,9 @@ import torch
 from torch import Tensor
 
 from .. import checkpointing
-from ..data.protocol import BatchSource, batch_source
+from ..data.protocol import BatchSource, batch_source, checked_source
 from ..model.configs import ModelConfig
 from ..model.pfn import PFNModel
-from ..task import check_compatible
 from ..utils import resolve_device
 from .callbacks import (
     Callback,
@@ -44,14 +43,12 @@ def check_generator(data_generator: Any, model_config: ModelConfig) -> BatchSour
     Draws one small probe batch (the caller's random state is left untouched), so a prior
     whose samples have the wrong shape fails here, before any training, with a clear error.
     """
-    source = batch_source(data_generator)
-    check_compatible(
+    return checked_source(
+        data_generator,
         model_config.task,
-        source.spec,
         model_name=f"the model ({type(model_config).__name__})",
-        data_name=f"the data generator {source.name}",
+        data_name="the data generator {name}",
     )
-    return source
 
 
 @torch.no_grad()
