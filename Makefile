@@ -7,9 +7,12 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 PYTEST_ARGS ?=
+# The peer benchmark's own environment: automl/PFNs never enters .venv or the test suite.
+PEER_VENV ?= .venv-peer
+PFNS_SPEC ?= pfns==0.4.2
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-slow test-all lint format bench bench-quality bench-user train clean
+.PHONY: help install test test-slow test-all lint format bench bench-quality bench-user bench-peer train clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -48,6 +51,16 @@ bench-quality: $(BIN)/pfn ## Quality benchmark: train each task, paired excess N
 
 bench-user: $(BIN)/pfn ## Quality through plain user classes (generate only), issue-8 settings, vs exact posteriors
 	$(PY) benchmarks/bench_user_priors.py
+
+$(PEER_VENV)/bin/python: pyproject.toml
+	test -x $@ || $(PYTHON) -m venv $(PEER_VENV)
+	$@ -m pip install -q --upgrade pip
+	$@ -m pip install -q $(TORCH_SPEC)
+	$@ -m pip install -q $(PFNS_SPEC) -e .
+	touch $@
+
+bench-peer: $(PEER_VENV)/bin/python ## Peer benchmark: ours vs automl/PFNs (pfns, pinned in PFNS_SPEC, own .venv-peer) on the same data, equal steps and equal time
+	$(PEER_VENV)/bin/python benchmarks/bench_peer.py
 
 train: $(BIN)/pfn ## The main job: train the default PFN with the CLI and evaluate it
 	$(BIN)/pfn train
