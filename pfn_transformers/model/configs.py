@@ -23,6 +23,7 @@ MASK_TYPES = ("autoregressive-pfn", "gpt2")
 INPUT_TYPES = ("discrete", "continuous")
 ACT_FNS = ("gelu", "relu", "silu")
 X_ENCODERS = ("linear", "mlp")
+DECODERS = ("mlp", "linear")
 
 
 class ConfigError(ValueError):
@@ -68,6 +69,10 @@ class BaseModelConfig:
     n_ctx: int | None = None
     init_range: float = 0.02
     layer_norm_eps: float = 1e-5
+    # "mlp": a residual GELU MLP (width d_mlp) between the final LayerNorm and W_U, as
+    # automl/PFNs decodes; "linear": W_U alone (every model before this field existed).
+    # See README, "What the defaults are and why".
+    decoder: str = "mlp"
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -86,6 +91,7 @@ class BaseModelConfig:
         _check_positive(name, "d_mlp", self.d_mlp)
         _check_choice(name, "act_fn", self.act_fn, ACT_FNS)
         _check_choice(name, "mask_type", self.mask_type, MASK_TYPES)
+        _check_choice(name, "decoder", self.decoder, DECODERS)
         if self.positional_embedding is None:
             self.positional_embedding = self.positional_by_default
         if self.positional_embedding and self.n_ctx is None:
@@ -308,8 +314,18 @@ CONFIG_CLASSES: dict[str, type] = {
 }
 
 
+# Fields added after models were already being saved, each with the value that rebuilds a
+# model saved before it: a checkpoint whose config lacks the field keeps the architecture it
+# was trained with, while new configs get the new default.
+LEGACY_DEFAULTS: dict[str, Any] = {"decoder": "linear"}
+
+
 def config_from_dict(data: dict[str, Any]) -> ModelConfig:
-    """Rebuild a model config from ``to_dict`` output (the ``kind`` key picks the class)."""
+    """Rebuild a model config from ``to_dict`` output (the ``kind`` key picks the class).
+
+    Fields missing from ``data`` that are in ``LEGACY_DEFAULTS`` take their legacy value, so
+    configs saved by earlier versions rebuild the same architecture.
+    """
     data = dict(data)
     kind = data.pop("kind", None)
     if kind not in CONFIG_CLASSES:
@@ -323,6 +339,9 @@ def config_from_dict(data: dict[str, Any]) -> ModelConfig:
         raise ConfigError(
             f"{cls.__name__} got unknown fields {unknown}; valid fields are {sorted(known)}."
         )
+    for key, value in LEGACY_DEFAULTS.items():
+        if key in known and key not in data:
+            data[key] = value
     return cls(**data)
 
 
@@ -330,6 +349,7 @@ __all__ = [
     "BaseModelConfig",
     "ClassificationConfig",
     "ConfigError",
+    "LEGACY_DEFAULTS",
     "ModelConfig",
     "RegressionConfig",
     "UnsupervisedConfig",

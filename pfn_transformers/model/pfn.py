@@ -24,7 +24,7 @@ from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
 from .bucketizer import Bucketizer
-from .components import LayerNorm, TransformerBlock
+from .components import MLP, LayerNorm, TransformerBlock
 from .configs import (
     ClassificationConfig,
     ConfigError,
@@ -78,6 +78,10 @@ class PFNModel(HookedRootModule):
         self.hook_embed = HookPoint()
         self.blocks = nn.ModuleList(TransformerBlock(config) for _ in range(config.n_layers))
         self.ln_final = LayerNorm(d, config.layer_norm_eps)
+        if config.decoder == "mlp":  # resid + MLP(resid) before W_U; its output starts at the
+            self.decoder_mlp = MLP(config)  # scale of the resid, so it learns from step one
+            nn.init.normal_(self.decoder_mlp.W_in, std=d**-0.5)
+            nn.init.normal_(self.decoder_mlp.W_out, std=config.d_mlp**-0.5)
         self.W_U = nn.Parameter(torch.randn(d, d_out) * init)
         self.b_U = nn.Parameter(torch.zeros(d_out))
         self.setup()
@@ -150,12 +154,18 @@ class PFNModel(HookedRootModule):
         return self.ln_final(resid)
 
     def _unembed(self, resid: Tensor) -> Tensor:
-        """Logits in float32 even under bf16 autocast: bf16 logits add ~1e-2 nats of noise
-        to the NLL, the size of the excess NLL a good PFN reaches."""
+        """Logits from the final LayerNorm's output: the decoder MLP (if any) and W_U, in
+        float32 even under bf16 autocast: bf16 logits add ~1e-2 nats of noise to the NLL,
+        the size of the excess NLL a good PFN reaches."""
         if not torch.amp.is_autocast_available(resid.device.type):  # e.g. the meta device
-            return resid.float() @ self.W_U + self.b_U
+            return self._decode(resid.float())
         with torch.autocast(device_type=resid.device.type, enabled=False):
-            return resid.float() @ self.W_U + self.b_U
+            return self._decode(resid.float())
+
+    def _decode(self, resid: Tensor) -> Tensor:
+        if self.config.decoder == "mlp":
+            resid = resid + self.decoder_mlp(resid)
+        return resid @ self.W_U + self.b_U
 
     # ------------------------------------------------------------------ validation
     def _home(self, t: Tensor | None) -> Tensor | None:

@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from .. import checkpointing
-from ..model.configs import ModelConfig
+from ..model.configs import ConfigError, ModelConfig, config_from_dict
 from ..model.pfn import PFN, PFNModel
 from .config import TrainingConfig
 from .distributed import DistributedContext
@@ -97,6 +97,25 @@ def make_optimizer(model: nn.Module, tc: TrainingConfig) -> torch.optim.Optimize
     )
 
 
+def resumed_model_config(passed: ModelConfig, saved: dict[str, Any], source: Path) -> ModelConfig:
+    """The architecture a resumed run continues with: the checkpoint's own config.
+
+    Fields the checkpoint stores must agree with ``passed`` (else the weights would not fit);
+    fields it predates take their legacy values (``LEGACY_DEFAULTS``), so a run saved before a
+    default changed resumes with the architecture it was trained with.
+    """
+    rebuilt = config_from_dict(saved)
+    ours, theirs = passed.to_dict(), rebuilt.to_dict()
+    clash = sorted(k for k in saved if k in ours and ours[k] != theirs[k])
+    if clash:
+        diffs = ", ".join(f"{k}={theirs[k]!r} (given {ours[k]!r})" for k in clash)
+        raise ConfigError(
+            f"resume_from={str(source)!r}: the checkpoint was trained with {diffs}; a resumed "
+            "run keeps its architecture. Drop those model overrides, or start a new run."
+        )
+    return rebuilt
+
+
 def build_state(
     model_config: ModelConfig,
     tc: TrainingConfig,
@@ -106,16 +125,19 @@ def build_state(
     data_config: Any = None,
 ) -> TrainState:
     """A fresh (or resumed) model, optimizer and schedule on ``dist.device``, RNG seeded."""
+    payload = None
+    last_checkpoint = None
+    if resume_from is not None:
+        last_checkpoint = resolve_resume(resume_from)
+        payload = checkpointing.read_checkpoint(last_checkpoint)
+        model_config = resumed_model_config(model_config, payload["model_config"], last_checkpoint)
     torch.manual_seed(tc.seed)
     random.seed(tc.seed)
     model = PFN(model_config).to(dist.device)
     optimizer = make_optimizer(model, tc)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, tc))
     start_step = 0
-    last_checkpoint = None
-    if resume_from is not None:
-        last_checkpoint = resolve_resume(resume_from)
-        payload = checkpointing.read_checkpoint(last_checkpoint)
+    if payload is not None:
         model.load_state_dict(payload["model_state"])
         if payload.get("optimizer_state"):
             optimizer.load_state_dict(payload["optimizer_state"])
