@@ -103,10 +103,7 @@ def train_peer(task: Task, stream: SharedStream, args: argparse.Namespace, steps
 
 @torch.no_grad()
 def score(lib: str, model: Any, task: Task, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
-    if lib == "pfns":
-        lp = peer_pfns.log_predictive(model, x, y)
-    else:
-        lp = model.log_predictive(x, y)
+    lp = peer_pfns.log_predictive(model, x, y) if lib == "pfns" else model.log_predictive(x, y)
     return summarize(exact_log_predictive(task, x, y) - lp.double())
 
 
@@ -156,16 +153,19 @@ def print_table(results: dict[str, Any], args: argparse.Namespace, console: Cons
     )
     for col in ("task", "pfns", "ours", "ratio", "equal time: run", "ratio"):
         table.add_column(col, justify="left" if col.startswith("task") else "right")
+
+    def fmt(runs: dict[str, Any], key: str) -> str:
+        return f"{runs[key]['excess_nll']:.3f} ({runs[key]['train_s']:.0f} s)"
+
     for name, res in results.items():
         runs, r = res["runs"], res["ratios"]
-        fmt = lambda k: f"{runs[k]['excess_nll']:.3f} ({runs[k]['train_s']:.0f} s)"  # noqa: E731
         eq_key = next((k for k in runs if k.endswith("equal_time")), None)
         table.add_row(
             name,
-            fmt("pfns"),
-            fmt("ours"),
+            fmt(runs, "pfns"),
+            fmt(runs, "ours"),
             f"{r['equal_steps']:.2f}x",
-            f"{eq_key} {runs[eq_key]['steps']} steps: {fmt(eq_key)}" if eq_key else "-",
+            f"{eq_key} {runs[eq_key]['steps']} steps: {fmt(runs, eq_key)}" if eq_key else "-",
             f"{r['equal_time']:.2f}x" if "equal_time" in r else "-",
         )
     console.print(table)

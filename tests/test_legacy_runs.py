@@ -15,8 +15,8 @@ from pathlib import Path
 
 import pytest
 import torch
-
 from cli_helpers import read_status, run_pfn
+
 from pfn_transformers import RegressionConfig, TrainingConfig, checkpointing, train
 from pfn_transformers.model.configs import LEGACY_DEFAULTS, ConfigError, config_from_dict
 from pfn_transformers.priors import LinearRegressionPrior
