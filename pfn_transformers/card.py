@@ -142,6 +142,36 @@ def _per_n_line(per_n: list[Any] | None) -> str:
     return "Excess NLL per context size: " + ", ".join(parts) + ".\n"
 
 
+def _fine_tuning_lines(report: Mapping[str, Any]) -> list[str]:
+    """The before/after table of a fine-tuned model (eval.json's ``fine_tuning``)."""
+
+    def row(label: str, entry: Any) -> str:
+        entry = entry or {}
+        before, after = entry.get("before"), entry.get("after")
+        return f"| {label} ({entry.get('metric', '-')}) | {_fmt(before)} | {_fmt(after)} |"
+
+    lines = [
+        "## Fine-tuning",
+        "",
+        f"Started from `{report.get('source')}`; before = the source model, after = this one.",
+        "",
+        "| prior | before | after |",
+        "|---|---|---|",
+        row(
+            f"new prior {(report.get('new_prior') or {}).get('prior', '')}", report.get("new_prior")
+        ),
+    ]
+    if report.get("source_prior"):
+        lines.append(
+            row(f"source prior {report['source_prior'].get('prior', '')}", report["source_prior"])
+        )
+        if report.get("forgetting") is not None:
+            lines += ["", f"Forgetting on the source prior: {report['forgetting']:+.4f} nats."]
+    else:
+        lines += ["", "The source's prior is not recorded: forgetting was not measured."]
+    return [*lines, ""]
+
+
 def render_card(config: Mapping[str, Any], evaluation: Mapping[str, Any] | None) -> str:
     """README.md: YAML front matter, then the same facts for people."""
     data = card_data(config, evaluation)
@@ -216,6 +246,8 @@ def render_card(config: Mapping[str, Any], evaluation: Mapping[str, Any] | None)
         lines += ["", _per_n_line(q["excess_nll_per_n"])]
         if not q["has_exact_posterior"]:
             lines += ["The prior has no exact posterior: no excess NLL could be computed.", ""]
+        if q.get("fine_tuning"):
+            lines += _fine_tuning_lines(q["fine_tuning"])
     return "\n".join(lines).rstrip() + "\n"
 
 

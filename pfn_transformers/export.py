@@ -62,14 +62,8 @@ class _NextToken(nn.Module):
 
 
 def _hooked_points(model: Any) -> list[str]:
-    """Hook points with hooks attached (and blocks forced onto the explicit path)."""
-    names = [name for name, hp in model.hook_dict.items() if hp.has_hooks()]
-    names += [
-        f"blocks.{i}.attn (set_attention_path('explicit'))"
-        for i, block in enumerate(model.blocks)
-        if getattr(block.attn, "force_explicit", False)
-    ]
-    return names
+    """The hook points that have hooks attached."""
+    return [name for name, hp in model.hook_dict.items() if hp.has_hooks()]
 
 
 def _inputs(model: Any) -> tuple[nn.Module, tuple[Tensor, ...], list[str], dict[str, Any]]:
@@ -102,8 +96,7 @@ def export_onnx(model: Any, path: str | os.PathLike, *, opset: int | None = None
     if hooked:
         raise ExportError(
             f"the model has hooks attached ({', '.join(hooked[:5])}); an exported graph cannot "
-            "run them. Remove them with model.reset_hooks() (and "
-            "model.set_attention_path('auto')) before exporting."
+            "run them. Remove them with model.reset_hooks() before exporting."
         )
     try:
         import onnx  # noqa: F401
@@ -149,10 +142,11 @@ def export_onnx(model: Any, path: str | os.PathLike, *, opset: int | None = None
 def describe_io(model: Any, names: list[str]) -> dict[str, Any]:
     """What the exported graph takes and returns, for users outside PyTorch."""
     y_type = "int64" if model.discrete_y else "float32"
+    d = getattr(model.config, "input_dim", None)
     shapes = {
-        "x_context": ("float32", ["batch", "n_context", model.config.input_dim]),
+        "x_context": ("float32", ["batch", "n_context", d]),
         "y_context": (y_type, ["batch", "n_context"]),
-        "x_query": ("float32", ["batch", "n_query", model.config.input_dim]),
+        "x_query": ("float32", ["batch", "n_query", d]),
         "y": (y_type, ["batch", "seq"]),
     }
     out_dim = 1 if model.task.head == "point" else model.config.d_vocab

@@ -47,7 +47,7 @@ CONFIG_FILE = "config.json"
 CARD_FILE = "README.md"
 PROVENANCE_KEYS = ("prior", "model_choice", "training", "parent", "environment", "origin")
 _PICKLE_FILES = ("pytorch_model.bin", "model.pt", "model.pth", "model.ckpt")
-_REPO_ID = re.compile(r"^[\w.\-]{1,96}(/[\w.\-]{1,96})?$")
+_REPO_ID = re.compile(r"^[\w.\-]{1,96}/[\w.\-]{1,96}$")
 _SOURCE_HINT = (
     "pass a folder written by save_pretrained or `pfn export`, a run folder (outputs/RUN), a "
     "checkpoint file (step-N.pt), a W&B reference (wandb:entity/project/run_id[@step]) or a "
@@ -384,12 +384,21 @@ def load_pretrained(
 
 
 def _looks_local(text: str) -> bool:
-    """A path rather than a Hub id: not of the form ``name`` / ``user/name``, or its first
-    part is a folder here (``outputs/RUN_with_a_typo``)."""
-    if not _REPO_ID.match(text) or ".." in text or "--" in text:
+    """A path rather than a Hub id: Hub ids are ``user/name`` (a bare ``name`` is taken for
+    a missing local file), and a first part that is a folder here
+    (``outputs/RUN_with_a_typo``) makes it a path too."""
+    if "/" not in text or not _REPO_ID.match(text) or ".." in text or "--" in text:
         return True
-    first = text.split("/", 1)[0]
-    return "/" in text and Path(first).is_dir()
+    return Path(text.split("/", 1)[0]).is_dir()
+
+
+def _hub_error(model_id: str, exc: BaseException) -> PretrainedError:
+    first = str(exc).splitlines()[0] if str(exc) else ""
+    return PretrainedError(
+        f"source={model_id!r} is not a local path, and the Hugging Face Hub could not provide "
+        f"it ({type(exc).__name__}: {first}). Check the id, the network and HF_HUB_OFFLINE; "
+        f"or {_SOURCE_HINT}."
+    )
 
 
 def hub_download(
@@ -416,12 +425,7 @@ def hub_download(
         weights = hf_hub_download(filename=WEIGHTS_FILE, **kwargs)
         hf_hub_download(filename=CONFIG_FILE, **kwargs)
     except Exception as exc:
-        raise PretrainedError(
-            f"source={model_id!r} is not a local path, and the Hugging Face Hub could not "
-            f"provide it ({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}). "
-            "Check the id, the network and HF_HUB_OFFLINE; or "
-            f"{_SOURCE_HINT}."
-        ) from None
+        raise _hub_error(model_id, exc) from None
     for optional in (EVAL_FILE, CARD_FILE):  # optional: a card without evaluation has no eval.json
         with contextlib.suppress(Exception):
             hf_hub_download(filename=optional, **kwargs)
@@ -484,16 +488,21 @@ class PretrainedMixin(
         ``model.provenance`` set. Nothing loaded can run code."""
 
         def from_hub() -> Any:
-            return ModelHubMixin.from_pretrained.__func__(
-                cls,
-                str(source),
-                revision=revision,
-                cache_dir=cache_dir,
-                force_download=force_download,
-                token=token,
-                local_files_only=local_files_only,
-                device=device,
-            )
+            try:
+                return ModelHubMixin.from_pretrained.__func__(
+                    cls,
+                    str(source),
+                    revision=revision,
+                    cache_dir=cache_dir,
+                    force_download=force_download,
+                    token=token,
+                    local_files_only=local_files_only,
+                    device=device,
+                )
+            except PretrainedError:
+                raise
+            except Exception as exc:  # the mixin's own config.json download
+                raise _hub_error(str(source), exc) from None
 
         return load_pretrained(source, step=step, device=device, api=api, hub_loader=from_hub)
 
