@@ -9,7 +9,7 @@ PY := $(BIN)/python
 PYTEST_ARGS ?=
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-slow test-all lint format bench bench-quality bench-user train clean
+.PHONY: help install test test-slow test-all lint format bench bench-quality bench-user bench-finetune train clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -48,6 +48,9 @@ bench-quality: $(BIN)/pfn ## Quality benchmark: train each task, paired excess N
 
 bench-user: $(BIN)/pfn ## Quality through plain user classes (generate only), issue-8 settings, vs exact posteriors
 	$(PY) benchmarks/bench_user_priors.py
+
+bench-finetune: $(BIN)/pfn ## Fine-tuning a linear-prior PFN on the polynomial prior vs training from scratch at the same budget, with forgetting
+	$(PY) benchmarks/bench_finetune.py
 
 train: $(BIN)/pfn ## The main job: train the default PFN with the CLI and evaluate it
 	$(BIN)/pfn train

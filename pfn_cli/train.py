@@ -422,30 +422,9 @@ def train_job(job: Job) -> float:
             refit_buckets=job.refit_buckets,
         )
     except KeyboardInterrupt as exc:  # TrainingInterrupted: Ctrl-C or SIGTERM
-        step = max(checkpoint_steps(run_dir) or [0])
-        signal_name = getattr(exc, "signal_name", "SIGINT")
-        update_status(
-            run_dir,
-            status="interrupted",
-            step=step,
-            signal=signal_name,
-            train_time_s=time.time() - t0,
-        )
-        how = "stopped at once" if getattr(exc, "forced", False) else "stopped cleanly"
-        sys.stderr.write(
-            f"\npfn train: {signal_name}: {how}; the last checkpoint is step {step}/"
-            f"{tc.num_steps}. Resume with:\n  pfn train resume={run_dir}\n"
-        )
-        sys.exit(130)
+        _stop_interrupted(job, exc, time.time() - t0)
     except Exception as exc:
-        step = max(checkpoint_steps(run_dir) or [0])
-        (run_dir / ERROR_FILE).write_text(traceback.format_exc())
-        update_status(run_dir, status="failed", step=step, error=f"{type(exc).__name__}: {exc}")
-        raise CliError(
-            f"training failed at step {step}: {describe_exception(exc)} "
-            f"(full traceback in {run_dir / ERROR_FILE}).",
-            exit_code=1,
-        ) from None
+        raise _failed(job, exc) from None
     train_time = time.time() - t0
     step = max(checkpoint_steps(run_dir) or [tc.num_steps])
     last = last_metrics(run_dir) or {}
@@ -457,6 +436,33 @@ def train_job(job: Job) -> float:
         device=str(model.device),
     )
     return train_time
+
+
+def _stop_interrupted(job: Job, exc: BaseException, seconds: float) -> None:
+    """Mark the run interrupted (with the signal), say how to resume, exit 130."""
+    step = max(checkpoint_steps(job.run_dir) or [0])
+    signal_name = getattr(exc, "signal_name", "SIGINT")
+    update_status(
+        job.run_dir, status="interrupted", step=step, signal=signal_name, train_time_s=seconds
+    )
+    how = "stopped at once" if getattr(exc, "forced", False) else "stopped cleanly"
+    sys.stderr.write(
+        f"\npfn train: {signal_name}: {how}; the last checkpoint is step {step}/"
+        f"{job.exp.training_config.num_steps}. Resume with:\n  pfn train resume={job.run_dir}\n"
+    )
+    sys.exit(130)
+
+
+def _failed(job: Job, exc: Exception) -> CliError:
+    """Mark the run failed (traceback in error.txt); the CliError to raise."""
+    step = max(checkpoint_steps(job.run_dir) or [0])
+    (job.run_dir / ERROR_FILE).write_text(traceback.format_exc())
+    update_status(job.run_dir, status="failed", step=step, error=f"{type(exc).__name__}: {exc}")
+    return CliError(
+        f"training failed at step {step}: {describe_exception(exc)} "
+        f"(full traceback in {job.run_dir / ERROR_FILE}).",
+        exit_code=1,
+    )
 
 
 def evaluate_job(job: Job) -> dict[str, Any] | None:

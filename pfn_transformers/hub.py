@@ -37,7 +37,14 @@ from huggingface_hub import ModelHubMixin
 
 from . import checkpointing
 from .model.configs import ConfigError, config_from_dict
-from .runs import EVAL_FILE, Run, RunNotFoundError, is_run_dir, write_json_atomic
+from .runs import (
+    EVAL_FILE,
+    Run,
+    RunNotFoundError,
+    is_run_dir,
+    write_json_atomic,
+    write_text_atomic,
+)
 from .utils import resolve_device, to_plain
 
 FORMAT = "pfn_transformers.pretrained"
@@ -154,19 +161,8 @@ def write_pretrained(
         write_json_atomic(folder / EVAL_FILE, evaluation)
     else:
         (folder / EVAL_FILE).unlink(missing_ok=True)  # an older save's figures would mislead
-    _write_text_atomic(folder / CARD_FILE, render_card(config, evaluation))
+    write_text_atomic(folder / CARD_FILE, render_card(config, evaluation))
     return folder
-
-
-def _write_text_atomic(path: Path, text: str) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            fh.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 # ---------------------------------------------------------------------------- loading

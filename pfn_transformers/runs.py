@@ -24,7 +24,6 @@ import json
 import os
 import re
 import socket
-import subprocess
 import tempfile
 import time
 from dataclasses import asdict, dataclass, field
@@ -55,21 +54,26 @@ class RunNotFoundError(ValueError, FileNotFoundError):
 
 
 # ---------------------------------------------------------------------------- writing
-def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
-    """Write JSON to a temporary file in the same folder, then rename it into place."""
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    """Write text to a temporary file in the same folder, then rename it into place: a
+    reader (or a crash) never sees half a file, and the previous version stays until then."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
         with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, default=_json_default)
-            fh.write("\n")
+            fh.write(text)
         os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; use the usual mode
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         raise
+
+
+def write_json_atomic(path: str | os.PathLike, data: Any) -> None:
+    """Write JSON atomically (see ``write_text_atomic``)."""
+    write_text_atomic(path, json.dumps(data, indent=2, default=_json_default) + "\n")
 
 
 def _umask() -> int:
@@ -152,6 +156,8 @@ def process_alive(pid: int, started: float | None = None) -> bool:
 def source_commit() -> str | None:
     """The git commit of this pfn-transformers checkout (``-dirty`` with local changes), or
     None when the package is not a git checkout (an installed wheel)."""
+    import subprocess  # here, not at the top: list-runs never needs it
+
     here = Path(__file__).resolve().parent
 
     def git(*args: str) -> subprocess.CompletedProcess:
@@ -587,4 +593,5 @@ __all__ = [
     "read_metrics",
     "update_status",
     "write_json_atomic",
+    "write_text_atomic",
 ]

@@ -5,6 +5,7 @@ Python process, ``pfn eval/sample/inspect`` on an exported folder, fine-tuning w
 from __future__ import annotations
 
 import json
+import re
 import subprocess
 import sys
 from pathlib import Path
@@ -169,3 +170,29 @@ def test_export_format_onnx_of_a_run(run, workdir, hydra_conf):
     assert info["head"] == "bar" and len(info["bucket_borders"]) == 257
     with pytest.raises(CliError, match="format='tflite' is not valid"):
         run_export(compose("export", [f"run={run}", "format=tflite"]))
+
+
+def _readme_block(heading: str) -> str:
+    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    section = text[text.index(heading) :]
+    match = re.search(r"```python\n(.*?)```", section, re.S)
+    assert match, f"README lost its {heading} example"
+    return match.group(1)
+
+
+def test_the_readmes_sharing_and_notebook_examples_run(run, tmp_path, monkeypatch):
+    import torch
+
+    monkeypatch.chdir(tmp_path)
+    share: dict = {}
+    exec(
+        _readme_block("### Share a PFN in three lines").replace("outputs/RUN_DIR", str(run)), share
+    )  # noqa: S102
+    x, y = torch.randn(2, 5, 1), torch.randn(2, 5)
+    assert torch.equal(share["model"](x, y), share["same"](x, y))
+    assert (tmp_path / "my_pfn" / "README.md").is_file()
+    notebook: dict = {}
+    exec(_readme_block("### A run from a notebook").replace("outputs/RUN_DIR", str(run)), notebook)  # noqa: S102
+    assert notebook["run"].checkpoint_steps == [10, 20, 30]
+    assert type(notebook["prior"]).__name__ == "LinearRegressionPrior"
+    assert torch.equal(notebook["model"](x, y), share["model"](x, y))
