@@ -1,8 +1,10 @@
 """``pfn eval``: score a run's checkpoint on held-out datasets from its prior.
 
-Loads the newest (or ``step=N``) checkpoint of ``run=RUN_DIR|latest`` and the run's own prior
-(``prior=...`` evaluates on another one), prints a table, writes ``eval.json`` (or
-``eval_<prior>.json``) and figures into the run directory.
+Loads the newest (or ``step=N``) checkpoint of ``run=RUN_DIR|latest``, or a folder written by
+``pfn export`` / ``save_pretrained``, through ``PFNModel.from_pretrained``, and its own prior
+(``prior=...`` evaluates on another one); prints a table and writes ``eval.json`` (or
+``eval_<prior>.json``; ``eval_rerun.json`` in a saved folder, whose card quotes its
+``eval.json``) and figures there. ``load_run`` is shared by sample, inspect and export.
 """
 
 from __future__ import annotations

@@ -19,17 +19,17 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "train": (
         "pfn_cli.train",
         "train a PFN on a prior, then evaluate it (Hydra app, conf/train.yaml)",
-        "[model=..] [prior=..] [training=..] [wandb=..] [key=value ..] [-m] [resume=RUN_DIR]",
+        "[model=..] [prior=..] [training=..] [key=value ..] [-m] [resume=RUN_DIR] [init_from=..]",
     ),
     "eval": (
         "pfn_cli.evaluate",
         "evaluate a run's checkpoint against the exact posterior (Hydra app, conf/eval.yaml)",
-        "run=RUN_DIR|latest [step=N] [prior=..] [num_datasets=N] [key=value ..]",
+        "run=RUN_DIR|SAVED_DIR|latest [step=N] [prior=..] [num_datasets=N] [key=value ..]",
     ),
     "sample": (
         "pfn_cli.sample",
         "draw rollouts or posterior-predictive samples from a run (Hydra app, conf/sample.yaml)",
-        "run=RUN_DIR|latest [num_samples=N] [context.source=prior|file] [key=value ..]",
+        "run=RUN_DIR|SAVED_DIR|latest [num_samples=N] [context.source=prior|file] [key=value ..]",
     ),
     "inspect": (
         "pfn_cli.inspect",
