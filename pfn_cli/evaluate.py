@@ -91,9 +91,7 @@ def load_run(
         run_dir=path,
         model=model,
         step=training.get("steps"),
-        checkpoint=Path(origin.get("checkpoint") or path / "model.safetensors")
-        if not exported
-        else path / "model.safetensors",
+        checkpoint=path / "model.safetensors" if exported else Path(origin["checkpoint"]),
         model_choice=prov.get("model_choice"),
         prior_choice=prior.get("choice"),
         prior_config=prior.get("config"),

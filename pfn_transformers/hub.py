@@ -446,6 +446,8 @@ class PretrainedMixin(
         evaluation: Mapping[str, Any] | None = None,
         push_to_hub: bool = False,
         repo_id: str | None = None,
+        config: Any = None,
+        model_card_kwargs: Any = None,
         **push_to_hub_kwargs: Any,
     ) -> str | None:
         """Write ``model.safetensors``, ``config.json``, ``README.md`` (the card) and, when
@@ -454,6 +456,8 @@ class PretrainedMixin(
         ``evaluation``: an ``evaluation.evaluate(model, prior, ...)`` result to quote on the
         card (default: the evaluation the model was loaded with, if any; a card without one
         says so). ``push_to_hub=True`` then uploads the folder (``huggingface_hub``).
+        ``config`` and ``model_card_kwargs`` are accepted for ``ModelHubMixin.push_to_hub``,
+        which passes them; config.json and the card always describe this model.
         """
         folder = write_pretrained(self, save_directory, evaluation)
         if push_to_hub:
