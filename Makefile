@@ -12,7 +12,7 @@ PEER_VENV ?= .venv-peer
 PFNS_SPEC ?= pfns==0.4.2
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-slow test-all lint format bench bench-quality bench-user bench-peer train clean
+.PHONY: help install test test-slow test-all lint format bench bench-quality bench-user bench-peer bench-finetune train clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -21,10 +21,10 @@ $(BIN)/pfn: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e ".[dev,launchers,sweeps]"
+	$(PY) -m pip install -q -e ".[dev,launchers,sweeps,export]"
 	touch $(BIN)/pfn
 
-install: $(BIN)/pfn ## Create .venv and install torch ($(TORCH_SPEC)) and the project, editable, with dev tools, launchers and the Optuna sweeper
+install: $(BIN)/pfn ## Create .venv and install torch ($(TORCH_SPEC)) and the project, editable, with dev tools, launchers, the Optuna sweeper and ONNX export
 
 test: $(BIN)/pfn ## Run the default test suite (installs first if needed)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
@@ -61,6 +61,9 @@ $(PEER_VENV)/bin/python: pyproject.toml
 
 bench-peer: $(PEER_VENV)/bin/python ## Peer benchmark: ours vs automl/PFNs (pfns, pinned in PFNS_SPEC, own .venv-peer) on the same data, equal steps and equal time
 	$(PEER_VENV)/bin/python benchmarks/bench_peer.py
+
+bench-finetune: $(BIN)/pfn ## Fine-tuning a linear-prior PFN on the polynomial prior vs training from scratch at the same budget, with forgetting
+	$(PY) benchmarks/bench_finetune.py
 
 train: $(BIN)/pfn ## The main job: train the default PFN with the CLI and evaluate it
 	$(BIN)/pfn train

@@ -15,6 +15,7 @@ from typing import Any
 from omegaconf import DictConfig
 
 from pfn_cli.errors import CliError
+from pfn_cli.resolvers import describe_prior, register_resolvers
 
 
 @functools.lru_cache(maxsize=1)
@@ -28,7 +29,6 @@ def builtin_options() -> dict[tuple[bool, str], dict[str, list[str]]]:
     from omegaconf import OmegaConf
 
     from pfn_cli.paths import conf_dir
-    from pfn_cli.resolvers import register_resolvers
 
     register_resolvers()
     kinds: dict[tuple[bool, str], dict[str, list[str]]] = {}
@@ -75,18 +75,6 @@ def model_task_from_node(node: DictConfig | None) -> Any:
         return task_for(_literal_fields(node))
     except ValueError as exc:
         raise CliError(f"model: {exc}") from None
-
-
-def describe_prior(prior: Any, prior_choice: str | None) -> Any:
-    """The prior's ``TaskSpec``; a prior that draws malformed data is a CliError."""
-    from pfn_transformers.data.base import PriorShapeError
-    from pfn_transformers.data.protocol import describe_generator
-
-    label = f"prior={prior_choice}" if prior_choice else "the prior"
-    try:
-        return describe_generator(prior)
-    except (PriorShapeError, TypeError) as exc:
-        raise CliError(f"{label}: {exc}") from None
 
 
 def check_fit(

@@ -1,8 +1,10 @@
 """``pfn eval``: score a run's checkpoint on held-out datasets from its prior.
 
-Loads the newest (or ``step=N``) checkpoint of ``run=RUN_DIR|latest`` and the run's own prior
-(``prior=...`` evaluates on another one), prints a table, writes ``eval.json`` (or
-``eval_<prior>.json``) and figures into the run directory.
+Loads the newest (or ``step=N``) checkpoint of ``run=RUN_DIR|latest``, or a folder written by
+``pfn export`` / ``save_pretrained``, through ``PFNModel.from_pretrained``, and its own prior
+(``prior=...`` evaluates on another one); prints a table and writes ``eval.json`` (or
+``eval_<prior>.json``; ``eval_rerun.json`` in a saved folder, whose card quotes its
+``eval.json``) and figures there. ``load_run`` is shared by sample, inspect and export.
 """
 
 from __future__ import annotations
@@ -20,11 +22,9 @@ from pfn_cli.compat import check_fit
 from pfn_cli.errors import CliError, describe_exception
 from pfn_cli.resolvers import instantiate_prior, register_resolvers
 from pfn_cli.runs import (
-    CHECKPOINT_DIR,
     EVAL_FILE,
     HYDRA_DIR,
     checkpoint_steps,
-    read_json,
     resolve_run,
     write_json_atomic,
 )
@@ -34,56 +34,70 @@ log = logging.getLogger("pfn.eval")
 
 @dataclass
 class LoadedRun:
-    run_dir: Path
-    run_cfg: DictConfig | None
+    """A trained model as ``pfn eval/sample/inspect/export`` see it: a run folder's checkpoint
+    or a saved (``pfn export``) folder, with what its provenance says about it."""
+
+    run_dir: Path  # the run folder or the saved folder (outputs land there)
     model: Any
-    metadata: Any
-    checkpoint: Path
+    step: int | None
+    checkpoint: Path  # the checkpoint file, or the saved folder's weights
     model_choice: str | None
     prior_choice: str | None
+    prior_config: dict[str, Any] | None
+    seq_len: int
+    exported: bool  # a saved folder: its shipped eval.json is never overwritten
+
+
+def resolve_source(run: Any, outputs_root: Any, what: str = "run") -> Path:
+    """``run=`` as a folder: a saved (``pfn export`` / save_pretrained) folder, a run
+    folder, or ``latest`` (the newest run under ``outputs_root``)."""
+    from pfn_transformers.hub import is_pretrained_dir
+
+    if run is not None and is_pretrained_dir(Path(str(run)).expanduser()):
+        return Path(str(run)).expanduser()
+    return resolve_run(None if run is None else str(run), Path(str(outputs_root)), what=what)
 
 
 def load_run(
     run: Any, step: Any, outputs_root: Any, device: str = "auto", *, what: str = "run"
 ) -> LoadedRun:
-    """Resolve ``run`` (path or ``latest``), load its checkpoint and saved config."""
-    run_dir = resolve_run(None if run is None else str(run), Path(str(outputs_root)), what=what)
-    ckpt_dir = run_dir / CHECKPOINT_DIR
-    steps = checkpoint_steps(run_dir)  # cheap checks first: the library imports torch
-    if not steps:
-        raise CliError(
-            f"{what}={run_dir}: the run has no checkpoint (no step-N.pt in {ckpt_dir}); it "
-            "stopped before its first save. Train it further with `pfn train resume=...` or "
-            "pick another run (`pfn list-runs`)."
-        )
+    """Resolve ``run`` (a run folder, a saved folder or ``latest``) and load its model with
+    ``PFNModel.from_pretrained`` (the same call a notebook makes)."""
+    path = resolve_source(run, outputs_root, what)
     if step is not None:
         try:
             step = int(step)
         except (TypeError, ValueError):
             raise CliError(f"step={step!r} is not valid; pass an integer step or null.") from None
-        if step not in steps:
-            raise CliError(
-                f"step={step}: {run_dir.name} has no checkpoint for step {step}; available "
-                f"steps: {', '.join(map(str, steps))} (step=null takes the newest)."
-            )
     from pfn_transformers import checkpointing
+    from pfn_transformers.hub import PretrainedError
+    from pfn_transformers.model.pfn import PFNModel
 
-    ckpt = checkpointing.find_checkpoint(ckpt_dir, step)
     try:
-        model, _, meta = checkpointing.load_checkpoint(ckpt, device=device)
-    except checkpointing.CheckpointError as exc:
-        raise CliError(
-            f"{what}={run_dir}: cannot load checkpoint {ckpt.name}: {exc}. Pick another "
-            f"checkpoint with step=N (available: {', '.join(sorted(p.name for p in ckpt_dir.glob('step-*.pt')))})."
-        ) from None
+        model = PFNModel.from_pretrained(path, step=step, device=device)
+    except checkpointing.CheckpointNotFoundError as exc:
+        raise CliError(f"{what}={path}: {exc}") from None
+    except PretrainedError as exc:
+        steps = checkpoint_steps(path)
+        hint = f" Pick another checkpoint with step=N (available: {steps})." if steps else ""
+        raise CliError(f"{what}={path}: cannot load it: {exc}.{hint}") from None
     except ValueError as exc:  # e.g. an unavailable device
         raise CliError(f"device={device}: {exc}") from None
-    run_cfg = None
-    cfg_path = run_dir / HYDRA_DIR / "config.yaml"
-    if cfg_path.is_file():
-        run_cfg = OmegaConf.load(cfg_path)
-    status = read_json(run_dir / "status.json") or {}
-    return LoadedRun(run_dir, run_cfg, model, meta, ckpt, status.get("model"), status.get("prior"))
+    prov = model.provenance or {}
+    origin, prior = prov.get("origin") or {}, prov.get("prior") or {}
+    training = prov.get("training") or {}
+    exported = origin.get("kind") == "pretrained"
+    return LoadedRun(
+        run_dir=path,
+        model=model,
+        step=training.get("steps"),
+        checkpoint=path / "model.safetensors" if exported else Path(origin["checkpoint"]),
+        model_choice=prov.get("model_choice"),
+        prior_choice=prior.get("choice"),
+        prior_config=prior.get("config"),
+        seq_len=int(training.get("seq_len") or 64),
+        exported=exported,
+    )
 
 
 def resolve_prior(cfg: DictConfig, loaded: LoadedRun) -> tuple[Any, str | None, bool]:
@@ -101,16 +115,17 @@ def resolve_prior(cfg: DictConfig, loaded: LoadedRun) -> tuple[Any, str | None, 
         prior = instantiate_prior(cfg.prior, choice or "override")
         own = False
     else:
-        if loaded.run_cfg is None or loaded.run_cfg.get("prior") is None:
+        if loaded.prior_config is None:
             raise CliError(
-                f"run={loaded.run_dir}: the run has no saved prior config "
-                f"({HYDRA_DIR}/config.yaml); choose one with prior=NAME."
+                f"run={loaded.run_dir}: no prior config was saved with it "
+                f"({HYDRA_DIR}/config.yaml of a run, config.json of a saved folder); choose "
+                "one with prior=NAME."
             )
         choice = loaded.prior_choice
-        prior = instantiate_prior(loaded.run_cfg.prior, choice)
+        prior = instantiate_prior(OmegaConf.create(loaded.prior_config), choice)
         own = True
     check_fit(
-        loaded.metadata.model_config.task,
+        loaded.model.task,
         prior,
         model_choice=loaded.model_choice,
         prior_choice=choice,
@@ -120,13 +135,12 @@ def resolve_prior(cfg: DictConfig, loaded: LoadedRun) -> tuple[Any, str | None, 
     return prior, choice, own
 
 
-def _run_seq_len(loaded: LoadedRun) -> int:
-    tc = loaded.metadata.training_config or {}
-    if isinstance(tc, dict) and tc.get("seq_len"):
-        return int(tc["seq_len"])
-    if loaded.run_cfg is not None:
-        return int(OmegaConf.select(loaded.run_cfg, "training.seq_len", default=64))
-    return 64
+def output_name(loaded: LoadedRun, own: bool, choice: str | None, stem: str) -> str:
+    """``eval.json``/``figures`` for a run's own prior, ``eval_<prior>.json`` for another;
+    a saved folder keeps the eval.json its card quotes (``eval_rerun.json`` instead)."""
+    if own:
+        return f"{stem}_rerun" if loaded.exported else stem
+    return f"{stem}_{choice or 'prior'}"
 
 
 def run_eval(cfg: DictConfig) -> dict[str, Any]:
@@ -135,11 +149,11 @@ def run_eval(cfg: DictConfig) -> dict[str, Any]:
     from pfn_transformers.evaluation import evaluate
 
     prior, choice, own = resolve_prior(cfg, loaded)
-    seq_len = int(cfg.get("seq_len") or _run_seq_len(loaded))
+    seq_len = int(cfg.get("seq_len") or loaded.seq_len)
     log.info(
-        "Evaluating %s (step %d) on %s: %d datasets of %d positions",
+        "Evaluating %s (step %s) on %s: %d datasets of %d positions",
         loaded.run_dir,
-        loaded.metadata.step,
+        loaded.step,
         type(prior).__name__,
         cfg.num_datasets,
         seq_len,
@@ -159,21 +173,20 @@ def run_eval(cfg: DictConfig) -> dict[str, Any]:
         **results,
         "run": str(loaded.run_dir),
         "checkpoint": str(loaded.checkpoint),
-        "step": loaded.metadata.step,
+        "step": loaded.step,
         "prior_choice": choice,
         "model_choice": loaded.model_choice,
     }
     if cfg.get("out"):
         out = Path(str(cfg.out))
     else:
-        name = EVAL_FILE if own else f"eval_{choice or 'prior'}.json"
-        out = loaded.run_dir / name
+        out = loaded.run_dir / (output_name(loaded, own, choice, EVAL_FILE[:-5]) + ".json")
     write_json_atomic(out, results)
     figures: list[str] = []
     if cfg.get("plots", True):
         from pfn_transformers.evaluation import plot_evaluation
 
-        fig_dir = loaded.run_dir / ("figures" if own else f"figures_{choice or 'prior'}")
+        fig_dir = loaded.run_dir / output_name(loaded, own, choice, "figures")
         try:
             figures = [str(p) for p in plot_evaluation(results, fig_dir)]
         except Exception as exc:  # figures are a bonus; the numbers are written already
@@ -181,7 +194,7 @@ def run_eval(cfg: DictConfig) -> dict[str, Any]:
     from rich.console import Console
 
     console = Console(soft_wrap=True)
-    console.print(f"[bold]{loaded.run_dir}[/] @ step {loaded.metadata.step}")
+    console.print(f"[bold]{loaded.run_dir}[/] @ step {loaded.step}")
     console.print(results_table(results, title=None))
     console.print(
         f"Wrote {out}"

@@ -29,7 +29,7 @@ from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from pfn_cli._app import hydra_app
 from pfn_cli.errors import CliError, describe_exception
-from pfn_cli.evaluate import _run_seq_len, load_run, resolve_prior
+from pfn_cli.evaluate import load_run, resolve_prior
 from pfn_cli.runs import write_json_atomic
 from pfn_cli.sample import _file_context
 
@@ -175,7 +175,7 @@ class Inspection:
         s = inputs[-1].shape[1]
         patterns = attention_patterns(self.model, *inputs)  # [L, 1, H, T, T]
         roles = token_roles(self.model, s)
-        step = self.loaded.metadata.step
+        step = self.loaded.step
         fig = self.figure(
             lambda p: plot_attention_grid(
                 patterns[:, 0],
@@ -258,7 +258,7 @@ class Inspection:
         }
 
     def _title(self, what: str) -> str:
-        return f"{what}, step {self.loaded.metadata.step}, {self.heldout.prior_name}"
+        return f"{what}, step {self.loaded.step}, {self.heldout.prior_name}"
 
 
 # ---------------------------------------------------------------------------- the task
@@ -286,7 +286,7 @@ def run_inspect(cfg: DictConfig) -> dict[str, Any]:
     t_start = time.perf_counter()
     model = loaded.model
     model.eval()
-    seq_len = _positive_int(cfg, "seq_len") if cfg.get("seq_len") else _run_seq_len(loaded)
+    seq_len = _positive_int(cfg, "seq_len") if cfg.get("seq_len") else loaded.seq_len
     out_dir = Path(str(cfg.out)) if cfg.get("out") else _fresh_dir(loaded.run_dir / "inspect")
     state = Inspection(cfg, loaded, out_dir)
     needs_prior = any(a in NEEDS_HELDOUT for a in analyses) or (
@@ -299,7 +299,7 @@ def run_inspect(cfg: DictConfig) -> dict[str, Any]:
     report: dict[str, Any] = {
         "run": str(loaded.run_dir),
         "checkpoint": str(loaded.checkpoint),
-        "step": loaded.metadata.step,
+        "step": loaded.step,
         "model_kind": getattr(model.config, "kind", type(model.config).__name__),
         "head": head_kind(model),
         "prior": None if state.prior is None else type(state.prior).__name__,

@@ -1,6 +1,6 @@
 """The ``pfn`` dispatcher: ``pfn SUBCOMMAND ...``.
 
-``train``, ``eval``, ``sample`` and ``inspect`` are Hydra apps: the dispatcher removes the
+``train``, ``eval``, ``sample``, ``inspect`` and ``export`` are Hydra apps: the dispatcher removes the
 subcommand word and hands the rest of argv to Hydra untouched, so overrides,
 ``-m/--multirun``, ``--cfg``, ``--info``, ``--config-dir`` and shell completion behave as in
 any Hydra app.
@@ -19,22 +19,27 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
     "train": (
         "pfn_cli.train",
         "train a PFN on a prior, then evaluate it (Hydra app, conf/train.yaml)",
-        "[model=..] [prior=..] [training=..] [wandb=..] [key=value ..] [-m] [resume=RUN_DIR]",
+        "[model=..] [prior=..] [training=..] [key=value ..] [-m] [resume=RUN_DIR] [init_from=..]",
     ),
     "eval": (
         "pfn_cli.evaluate",
         "evaluate a run's checkpoint against the exact posterior (Hydra app, conf/eval.yaml)",
-        "run=RUN_DIR|latest [step=N] [prior=..] [num_datasets=N] [key=value ..]",
+        "run=RUN_DIR|SAVED_DIR|latest [step=N] [prior=..] [num_datasets=N] [key=value ..]",
     ),
     "sample": (
         "pfn_cli.sample",
         "draw rollouts or posterior-predictive samples from a run (Hydra app, conf/sample.yaml)",
-        "run=RUN_DIR|latest [num_samples=N] [context.source=prior|file] [key=value ..]",
+        "run=RUN_DIR|SAVED_DIR|latest [num_samples=N] [context.source=prior|file] [key=value ..]",
     ),
     "inspect": (
         "pfn_cli.inspect",
         "see how a run does inference: attention, logit lens, ablation, probes (conf/inspect.yaml)",
         "run=RUN_DIR|latest [step=N] [analyses=[..]] [context.source=prior|file] [context.size=N]",
+    ),
+    "export": (
+        "pfn_cli.export",
+        "write a run as a folder that travels: safetensors + config + model card, or ONNX",
+        "run=RUN_DIR|latest out=DIR [step=N] [format=pretrained|onnx]",
     ),
     "list-runs": (
         "pfn_cli.list_runs",
@@ -42,7 +47,7 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "[--dir DIR] [--model M] [--prior P] [--status S] [--sort KEY] [--json] [--project P]",
     ),
 }
-HYDRA_COMMANDS = ("train", "eval", "sample", "inspect")
+HYDRA_COMMANDS = ("train", "eval", "sample", "inspect", "export")
 
 
 def usage() -> str:
@@ -59,7 +64,7 @@ def usage() -> str:
         lines.append(f"  {'':<{width}}    pfn {name} {takes}")
     lines += [
         "",
-        "`pfn COMMAND --help` shows what a command takes; train, eval, sample and inspect accept",
+        "`pfn COMMAND --help` shows what a command takes; train, eval, sample, inspect and export",
         "any Hydra flag as well (--cfg job, --info, -m, --config-dir DIR, --hydra-help).",
         'Shell completion (bash): eval "$(pfn -sc install=bash)"',
         "",
@@ -70,6 +75,7 @@ def usage() -> str:
         "  pfn eval run=latest",
         "  pfn sample run=latest num_samples=32",
         "  pfn inspect run=latest analyses=[lens,probes]",
+        "  pfn export run=latest out=my_pfn            # then PFN.from_pretrained('my_pfn')",
         "  pfn list-runs --prior gp --sort excess_nll",
     ]
     return "\n".join(lines)

@@ -30,8 +30,6 @@ from omegaconf import DictConfig, OmegaConf
 from pfn_cli.errors import CliError, describe_exception
 
 _PRIOR_CACHE: dict[str, Any] = {}
-_RIEMANN_SAMPLES = 50_000
-_RIEMANN_SEED = 0
 
 
 # ---------------------------------------------------------------------------- priors
@@ -40,9 +38,8 @@ def prior_cache_key(node: DictConfig) -> str:
 
 
 def instantiate_prior(node: DictConfig, choice: str | None = None) -> Any:
-    """Build the generator a ``prior`` config node describes (cached), with clear errors."""
-    from hydra.utils import instantiate
-
+    """Build the generator a ``prior`` config node describes (cached), with clear errors
+    (``pfn_transformers.data.building.build_prior`` does the building)."""
     if node is None:
         raise CliError("no prior is configured; choose one with prior=NAME (see --help).")
     label = f"prior={choice}" if choice else "prior"
@@ -52,29 +49,26 @@ def instantiate_prior(node: DictConfig, choice: str | None = None) -> Any:
         raise CliError(f"{label}: its config does not resolve: {describe_exception(exc)}") from None
     if key in _PRIOR_CACHE:
         return _PRIOR_CACHE[key]
-    if "_target_" not in node:
-        raise CliError(
-            f"{label}: the prior config has no _target_; a prior YAML names the class or "
-            "function that builds the generator, e.g. "
-            "`_target_: pfn_transformers.priors.GPPrior`."
-        )
-    try:
-        prior = instantiate(node, _convert_="all")
-    except Exception as exc:
-        target = node.get("_target_")
-        raise CliError(
-            f"{label}: could not build {target}: {describe_exception(exc)}. Check the prior's "
-            "fields (`pfn train --cfg job` shows them) and that its module is importable "
-            "(run pfn from the folder that holds it, or add it to PYTHONPATH)."
-        ) from None
-    from pfn_transformers.data.protocol import batch_source
+    from pfn_transformers.data.building import PriorConfigError, build_prior
 
     try:
-        batch_source(prior)
-    except TypeError as exc:
-        raise CliError(f"{label}: {node.get('_target_')} returned {exc}") from None
+        prior = build_prior(node, label)
+    except PriorConfigError as exc:
+        raise CliError(f"{exc} (`pfn train --cfg job` shows the prior's fields).") from None
     _PRIOR_CACHE[key] = prior
     return prior
+
+
+def describe_prior(prior: Any, prior_choice: str | None) -> Any:
+    """The prior's ``TaskSpec``; a prior that draws malformed data is a CliError."""
+    from pfn_transformers.data.base import PriorShapeError
+    from pfn_transformers.data.protocol import describe_generator
+
+    label = f"prior={prior_choice}" if prior_choice else "the prior"
+    try:
+        return describe_generator(prior)
+    except (PriorShapeError, TypeError) as exc:
+        raise CliError(f"{label}: {exc}") from None
 
 
 def _root_prior(root: DictConfig) -> Any:
@@ -84,41 +78,6 @@ def _root_prior(root: DictConfig) -> Any:
     return instantiate_prior(node)
 
 
-def prior_targets(prior: Any, n: int) -> Any:
-    """``n`` draws of y from the prior predictive (fixed seed, caller's RNG untouched)."""
-    import torch
-
-    from pfn_transformers.data.protocol import batch_source
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_RIEMANN_SEED)
-        if hasattr(prior, "sample_targets"):
-            y = prior.sample_targets(n)
-        else:
-            _, y = batch_source(prior).sample(n, 1)
-    return torch.as_tensor(y).reshape(-1).float()
-
-
-def prior_y_range(prior: Any) -> tuple[float, float]:
-    rng = getattr(prior, "suggested_y_range", None)
-    if callable(rng):
-        rng = rng()
-    if rng is not None:
-        lo, hi = (float(v) for v in rng)
-        return lo, hi
-    import torch
-
-    from pfn_transformers.priors import ContinuousTargetMixin
-
-    y = prior_targets(prior, 20_000)
-    tail = (1.0 - ContinuousTargetMixin.y_range_coverage) / 2
-    lo, hi = torch.quantile(y, torch.tensor([tail, 1.0 - tail])).tolist()
-    if not hi > lo:
-        lo, hi = lo - 1.0, hi + 1.0
-    pad = ContinuousTargetMixin.y_range_padding * (hi - lo)  # the catalogue's rule
-    return float(lo - pad), float(hi + pad)
-
-
 # ---------------------------------------------------------------------------- resolvers
 def _prior_attr(attr: str, *, _root_: DictConfig) -> Any:
     """An attribute of the prior; ``input_dim`` and ``num_classes`` come from its TaskSpec
@@ -126,8 +85,6 @@ def _prior_attr(attr: str, *, _root_: DictConfig) -> Any:
     prior = _root_prior(_root_)
     attr = str(attr)
     if attr in ("input_dim", "num_classes"):
-        from pfn_cli.compat import describe_prior
-
         spec = describe_prior(prior, None)
         value = getattr(spec, attr)
         if value is None and attr == "num_classes" and spec.discrete:
@@ -146,6 +103,8 @@ def _prior_attr(attr: str, *, _root_: DictConfig) -> Any:
 def _y_range(which: str, *, _root_: DictConfig) -> float:
     if which not in ("min", "max"):
         raise CliError(f"${{pfn.y_range:{which}}}: use min or max.")
+    from pfn_transformers.data.building import prior_y_range
+
     lo, hi = prior_y_range(_root_prior(_root_))
     return lo if which == "min" else hi
 
@@ -153,7 +112,7 @@ def _y_range(which: str, *, _root_: DictConfig) -> float:
 def _riemann_borders(bucket_type: Any, num_buckets: Any, *, _root_: DictConfig) -> Any:
     if bucket_type != "riemann":
         return None
-    from pfn_transformers import estimate_riemann_borders
+    from pfn_transformers.data.building import riemann_borders_for
 
     try:
         n = int(num_buckets)
@@ -161,8 +120,7 @@ def _riemann_borders(bucket_type: Any, num_buckets: Any, *, _root_: DictConfig) 
         raise CliError(
             f"model.d_vocab={num_buckets!r}: Riemann buckets need an integer number of buckets."
         ) from None
-    y = prior_targets(_root_prior(_root_), _RIEMANN_SAMPLES)
-    return [float(b) for b in estimate_riemann_borders(y, n).tolist()]
+    return riemann_borders_for(_root_prior(_root_), n)
 
 
 _STAMP: list[str] = []

@@ -1,362 +1,67 @@
-"""The local run store: what a run directory holds and how to read it quickly.
+"""The local run store, as the CLI sees it: ``pfn_transformers.runs`` plus CLI errors.
 
-A run directory (one ``pfn train`` job) holds::
-
-    .hydra/config.yaml   the composed config (Hydra)
-    status.json          {"status": running|finished|failed|interrupted, "step", "num_steps", ...}
-    metrics.jsonl        one JSON line per log step (and per evaluation)
-    checkpoints/         step-{N}.pt
-    eval.json            the latest evaluation (pfn train's final one or pfn eval's)
-
-Standard library only (no torch, no Hydra, no YAML on the fast path), so ``pfn list-runs``
-answers quickly.
+What a run folder is (layout, status, checkpoints, metrics, eval.json) lives in the library
+(``pfn_transformers.runs``, standard library only, so ``pfn list-runs`` stays fast); this
+module re-exports it and turns a run that cannot be found into a ``CliError``.
 """
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import re
-import socket
-import tempfile
-import time
-from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any
 
 from pfn_cli.errors import CliError
-
-STATUS_FILE = "status.json"
-METRICS_FILE = "metrics.jsonl"
-EVAL_FILE = "eval.json"
-CHECKPOINT_DIR = "checkpoints"
-HYDRA_DIR = ".hydra"
-# killed: status.json says running but the process is gone (kill -9, a crash, a lost node);
-# damaged: status.json exists but cannot be read
-STATUSES = ("running", "finished", "failed", "interrupted", "killed", "damaged", "unknown")
-
-_CKPT_RE = re.compile(r"^step-(\d+)\.pt$")
-# folders inside a run (or the store) that never hold runs
-_SKIP_DIRS = {CHECKPOINT_DIR, "figures", "samples", "wandb", HYDRA_DIR, "__pycache__"}
-
-
-# ---------------------------------------------------------------------------- writing
-def write_json_atomic(path: Path, data: Any) -> None:
-    """Write JSON to a temporary file in the same folder, then rename it into place."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w") as fh:
-            json.dump(data, fh, indent=2, default=_json_default)
-            fh.write("\n")
-        os.chmod(tmp, 0o666 & ~_umask())  # mkstemp makes 0600 files; use the usual mode
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            os.unlink(tmp)
-        raise
-
-
-def _umask() -> int:
-    mask = os.umask(0o022)
-    os.umask(mask)
-    return mask
-
-
-def _json_default(obj: Any) -> Any:
-    if hasattr(obj, "tolist"):
-        return obj.tolist()
-    if isinstance(obj, Path):
-        return str(obj)
-    if hasattr(obj, "item"):
-        return obj.item()
-    raise TypeError(f"{type(obj).__name__} is not JSON serialisable")
-
-
-def read_json(path: Path) -> dict[str, Any] | None:
-    """Parsed JSON object, or None when the file is missing or unreadable."""
-    try:
-        with open(path) as fh:
-            data = json.load(fh)
-    except (OSError, ValueError):
-        return None
-    return data if isinstance(data, dict) else None
-
-
-def update_status(run_dir: Path, /, **fields: Any) -> dict[str, Any]:
-    """Merge ``fields`` into ``run_dir/status.json`` (atomically) and return the result."""
-    path = Path(run_dir) / STATUS_FILE
-    data = read_json(path) or {}
-    data.update(fields)
-    data["updated"] = now_iso()
-    write_json_atomic(path, data)
-    return data
-
-
-def now_iso() -> str:
-    return time.strftime("%Y-%m-%dT%H:%M:%S%z")
-
-
-def process_marker() -> dict[str, Any]:
-    """Who is running this job: lets list-runs tell a live run from one that died."""
-    return {"pid": os.getpid(), "host": socket.gethostname()}
-
-
-# ---------------------------------------------------------------------------- reading
-def checkpoint_steps(run_dir: Path) -> list[int]:
-    """Sorted steps of the ``step-{N}.pt`` files in ``run_dir/checkpoints``."""
-    steps = []
-    try:
-        with os.scandir(Path(run_dir) / CHECKPOINT_DIR) as it:
-            for entry in it:
-                m = _CKPT_RE.match(entry.name)
-                if m:
-                    steps.append(int(m.group(1)))
-    except OSError:
-        return []
-    return sorted(steps)
-
-
-def last_metrics(
-    run_dir: Path, key: str = "loss", tail_bytes: int = 16384, torn: list[str] | None = None
-) -> dict | None:
-    """The last line of metrics.jsonl that has ``key`` (reads only the file's tail).
-
-    Unreadable lines are skipped; when ``torn`` is given, the file's name is appended to it
-    if any line of the tail could not be read."""
-    path = Path(run_dir) / METRICS_FILE
-    try:
-        with open(path, "rb") as fh:
-            fh.seek(0, os.SEEK_END)
-            size = fh.tell()
-            fh.seek(max(0, size - tail_bytes))
-            chunk = fh.read()
-    except OSError:
-        return None
-    lines = chunk.decode("utf-8", errors="replace").splitlines()
-    if size > tail_bytes and lines:
-        lines = lines[1:]  # the first line may be cut
-    found = None
-    for line in reversed(lines):
-        line = line.strip()
-        if not line:
-            continue
-        try:
-            rec = json.loads(line)
-        except ValueError:
-            if torn is None:
-                continue
-            if METRICS_FILE not in torn:
-                torn.append(METRICS_FILE)
-            if found is not None:
-                break
-            continue
-        if found is None and isinstance(rec, dict) and key in rec:
-            found = rec
-            if torn is None:
-                break
-    return found
-
-
-def is_run_dir(path: Path) -> bool:
-    """A train run: has ``status.json`` or ``.hydra/config.yaml`` of a train job."""
-    path = Path(path)
-    return (path / STATUS_FILE).is_file() or (path / HYDRA_DIR / "config.yaml").is_file()
-
-
-def iter_run_dirs(root: Path, max_depth: int = 3) -> list[Path]:
-    """Every run directory under ``root`` (runs and sweep jobs), not descending into runs."""
-    found: list[Path] = []
-
-    def walk(directory: str, depth: int) -> None:
-        try:
-            with os.scandir(directory) as it:
-                entries = [e for e in it if e.is_dir(follow_symlinks=False)]
-        except OSError:
-            return
-        for entry in entries:
-            if entry.name.startswith(".") or entry.name in _SKIP_DIRS:
-                continue
-            if os.path.isfile(os.path.join(entry.path, STATUS_FILE)) or os.path.isfile(
-                os.path.join(entry.path, HYDRA_DIR, "config.yaml")
-            ):
-                found.append(Path(entry.path))
-            elif depth < max_depth:
-                walk(entry.path, depth + 1)
-
-    walk(str(root), 1)
-    return found
-
-
-@dataclass
-class RunInfo:
-    """One row of ``pfn list-runs``."""
-
-    name: str
-    path: str
-    status: str = "unknown"
-    model: str | None = None
-    prior: str | None = None
-    step: int | None = None
-    num_steps: int | None = None
-    last_loss: float | None = None
-    excess_nll: float | None = None
-    excess_nll_stderr: float | None = None
-    nll: float | None = None
-    started: str | None = None
-    sweep: str | None = None
-    error: str | None = None
-    objective: float | None = None
-    overrides: list[str] = field(default_factory=list)  # the command line's key=value ones
-    damaged: list[str] = field(default_factory=list)  # files that could not be read whole
-    extra: dict[str, Any] = field(default_factory=dict)
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except (PermissionError, OSError):
-        return True
-    return True
-
-
-def _choices_from_hydra_yaml(run_dir: Path) -> dict[str, str]:
-    """Fallback for runs without status.json: the group choices Hydra recorded."""
-    path = run_dir / HYDRA_DIR / "hydra.yaml"
-    choices: dict[str, str] = {}
-    try:
-        text = path.read_text()
-    except OSError:
-        return choices
-    # A tiny scan instead of a YAML parse: "    choices:\n      model: regression\n ..."
-    m = re.search(r"^(\s*)choices:\s*\n((?:\1\s+\S.*\n?)*)", text, re.M)
-    if m:
-        for line in m.group(2).splitlines():
-            k, _, v = line.strip().partition(":")
-            choices[k.strip()] = v.strip()
-    return choices
-
-
-def _num_steps_from_config(run_dir: Path) -> int | None:
-    try:
-        text = (run_dir / HYDRA_DIR / "config.yaml").read_text()
-    except OSError:
-        return None
-    m = re.search(r"^training:\n(?:[ \t]+.*\n)*?[ \t]+num_steps: (\d+)", text, re.M)
-    return int(m.group(1)) if m else None
-
-
-def load_run_info(run_dir: Path, root: Path | None = None) -> RunInfo:
-    """Summarise one run directory from its small files (never loads a checkpoint)."""
-    run_dir = Path(run_dir)
-    status_path = run_dir / STATUS_FILE
-    st = read_json(status_path)
-    info = RunInfo(name=run_dir.name, path=str(run_dir))
-    if st is None:
-        st = {}
-        if status_path.exists():
-            info.damaged.append(STATUS_FILE)
-    if root is not None:
-        with contextlib.suppress(ValueError):
-            rel = run_dir.relative_to(root)
-            if len(rel.parts) > 1:
-                info.sweep = str(Path(*rel.parts[:-1]))
-    info.status = "damaged" if info.damaged else st.get("status", "unknown")
-    objective = st.get("objective")
-    info.objective = float(objective) if isinstance(objective, int | float) else None
-    overrides = st.get("overrides")
-    info.overrides = [str(o) for o in overrides] if isinstance(overrides, list) else []
-    info.model = st.get("model")
-    info.prior = st.get("prior")
-    info.num_steps = st.get("num_steps")
-    info.step = st.get("step")
-    info.started = st.get("started")
-    info.error = st.get("error")
-    if info.model is None or info.prior is None:
-        choices = _choices_from_hydra_yaml(run_dir)
-        info.model = info.model or choices.get("model")
-        info.prior = info.prior or choices.get("prior")
-    if info.num_steps is None:
-        info.num_steps = _num_steps_from_config(run_dir)
-    if info.started is None:
-        with contextlib.suppress(OSError):
-            info.started = time.strftime(
-                "%Y-%m-%dT%H:%M:%S%z",
-                time.localtime((run_dir / HYDRA_DIR / "config.yaml").stat().st_mtime),
-            )
-    last = last_metrics(run_dir, torn=info.damaged)
-    if last is not None:
-        loss = last.get("loss")
-        info.last_loss = float(loss) if isinstance(loss, int | float) else None
-        if info.status == "running" and isinstance(last.get("step"), int):
-            info.step = max(info.step or 0, last["step"])
-    if info.step is None:
-        steps = checkpoint_steps(run_dir)
-        info.step = steps[-1] if steps else (last or {}).get("step")
-    if info.status == "running" and st.get("host") == socket.gethostname():
-        pid = st.get("pid")
-        if isinstance(pid, int) and not _pid_alive(pid):
-            info.status = "killed"  # the process died without saying so (kill -9, a crash)
-    ev = read_json(run_dir / EVAL_FILE)
-    if ev:
-        ex = ev.get("excess_nll")
-        if isinstance(ex, dict):
-            info.excess_nll = ex.get("mean")
-            info.excess_nll_stderr = ex.get("stderr")
-        elif isinstance(ex, int | float):
-            info.excess_nll = float(ex)
-        nll = ev.get("nll")
-        info.nll = nll.get("mean") if isinstance(nll, dict) else nll
-    return info
-
-
-# ---------------------------------------------------------------------------- lookup
-def _started_key(run_dir: Path) -> float:
-    st = read_json(run_dir / STATUS_FILE) or {}
-    ts = st.get("started_ts")
-    if isinstance(ts, int | float):
-        return float(ts)
-    for p in (run_dir / HYDRA_DIR / "config.yaml", run_dir):
-        with contextlib.suppress(OSError):
-            return p.stat().st_mtime
-    return 0.0
+from pfn_transformers.runs import (
+    CHECKPOINT_DIR,
+    ERROR_FILE,
+    EVAL_FILE,
+    HYDRA_DIR,
+    METRICS_FILE,
+    STATUS_FILE,
+    STATUSES,
+    RunInfo,
+    RunNotFoundError,
+    checkpoint_steps,
+    find_run,
+    is_run_dir,
+    iter_run_dirs,
+    last_metrics,
+    load_run_info,
+    now_iso,
+    process_marker,
+    read_json,
+    update_status,
+    write_json_atomic,
+)
 
 
 def resolve_run(spec: str | os.PathLike | None, root: Path, *, what: str = "run") -> Path:
-    """A run directory from ``run=PATH`` or ``run=latest`` (newest run under ``root``).
+    """A run directory from ``run=PATH`` or ``run=latest`` (newest run under ``root``);
+    a CliError naming the value and what would be valid otherwise."""
+    try:
+        return find_run(spec, root, what=what)
+    except RunNotFoundError as exc:
+        raise CliError(str(exc)) from None
 
-    Raises CliError naming the value and what would be valid.
-    """
-    root = Path(root)
-    if spec is None or str(spec).strip() in ("", "latest"):
-        runs = iter_run_dirs(root) if root.is_dir() else []
-        if not runs:
-            raise CliError(
-                f"{what}=latest: there are no runs under {root}/ (a run is a folder with "
-                f"{STATUS_FILE} or {HYDRA_DIR}/config.yaml, made by `pfn train`). Train one "
-                f"with `pfn train`, pass {what}=PATH to a run directory, or point "
-                f"outputs_root/$PFN_OUTPUTS at the folder holding your runs."
-            )
-        return max(runs, key=_started_key)
-    path = Path(spec).expanduser()
-    if not path.exists() and not path.is_absolute() and (root / path).exists():
-        path = root / path
-    if not path.exists():
-        raise CliError(
-            f"{what}={spec}: the run directory does not exist. Pass the folder of a run made "
-            f"by `pfn train` (see `pfn list-runs --dir {root}`) or {what}=latest."
-        )
-    if not path.is_dir() or not is_run_dir(path):
-        raise CliError(
-            f"{what}={spec}: {path} is not a pfn run directory (it has neither {STATUS_FILE} "
-            f"nor {HYDRA_DIR}/config.yaml). Pass the folder of a run made by `pfn train` "
-            f"(see `pfn list-runs`), or {what}=latest."
-        )
-    return path
+
+__all__ = [
+    "CHECKPOINT_DIR",
+    "ERROR_FILE",
+    "EVAL_FILE",
+    "HYDRA_DIR",
+    "METRICS_FILE",
+    "STATUSES",
+    "STATUS_FILE",
+    "RunInfo",
+    "checkpoint_steps",
+    "is_run_dir",
+    "iter_run_dirs",
+    "last_metrics",
+    "load_run_info",
+    "now_iso",
+    "process_marker",
+    "read_json",
+    "resolve_run",
+    "update_status",
+    "write_json_atomic",
+]

@@ -18,7 +18,7 @@ from omegaconf import DictConfig
 
 from pfn_cli._app import hydra_app
 from pfn_cli.errors import CliError, describe_exception
-from pfn_cli.evaluate import _run_seq_len, load_run, resolve_prior
+from pfn_cli.evaluate import load_run, resolve_prior
 
 log = logging.getLogger("pfn.sample")
 
@@ -102,7 +102,7 @@ def run_sample(cfg: DictConfig) -> dict[str, Any]:
     import torch
 
     model = loaded.model
-    mcfg = loaded.metadata.model_config
+    mcfg = model.config
     supervised = model.task.supervised
     input_dim = getattr(mcfg, "input_dim", None) if supervised else None
     ctx = cfg.context
@@ -134,7 +134,7 @@ def run_sample(cfg: DictConfig) -> dict[str, Any]:
     record: dict[str, Any] = {
         "run": str(loaded.run_dir),
         "checkpoint": str(loaded.checkpoint),
-        "step": loaded.metadata.step,
+        "step": loaded.step,
         "temperature": temperature,
         "num_samples": num_samples,
     }
@@ -210,7 +210,7 @@ def _sample_unsupervised(cfg, loaded, model, prior, num_samples, temperature, de
     from pfn_transformers import sample_batch
 
     ctx = cfg.context
-    seq_len = int(cfg.get("seq_len") or _run_seq_len(loaded))
+    seq_len = int(cfg.get("seq_len") or loaded.seq_len)
     prefix = None
     if str(ctx.source) == "prior" and int(ctx.n) > 0:
         _, y = sample_batch(prior, 1, int(ctx.n))

@@ -27,6 +27,7 @@ from pfn_cli.errors import CliError, describe_exception
 from pfn_cli.resolvers import instantiate_prior, register_resolvers, resume_target
 from pfn_cli.runs import (
     CHECKPOINT_DIR,
+    ERROR_FILE,
     EVAL_FILE,
     HYDRA_DIR,
     checkpoint_steps,
@@ -34,6 +35,7 @@ from pfn_cli.runs import (
     now_iso,
     process_marker,
     read_json,
+    resolve_run,
     update_status,
     write_json_atomic,
 )
@@ -53,6 +55,7 @@ class Experiment:
     model_choice: str | None
     prior_choice: str | None
     model_fields: dict[str, Any]
+    source: Any = None  # init_from: the model fine-tuning starts from (its config is kept)
 
 
 # ---------------------------------------------------------------------------- building
@@ -118,14 +121,29 @@ def build_experiment(
     *,
     model_choice: str | None = None,
     prior_choice: str | None = None,
+    source: Any = None,
 ) -> Experiment:
-    """Prior, model config and training config of a composed ``train`` config."""
+    """Prior, model config and training config of a composed ``train`` config. With a
+    ``source`` (init_from) the model config is the source's (``model_config`` None)."""
     register_resolvers()
     prior = instantiate_prior(cfg.get("prior"), prior_choice)
-    model_config, fields = build_model_config(cfg, prior, model_choice, prior_choice)
+    if source is None:
+        model_config, fields = build_model_config(cfg, prior, model_choice, prior_choice)
+    else:
+        check_fit(
+            source.task,
+            prior,
+            model_choice=None,
+            prior_choice=prior_choice,
+            model_label=f"the model of init_from={cfg.get('init_from')}",
+            size_hint="A fine-tuned model keeps the source's sizes; choose a prior of those.",
+        )
+        model_config, fields = None, source.config.to_dict()
     tags = [t for t in (model_choice, prior_choice) if t]
     training_config = build_training_config(cfg, run_dir, Path(run_dir).name, tags)
-    return Experiment(prior, model_config, training_config, model_choice, prior_choice, fields)
+    return Experiment(
+        prior, model_config, training_config, model_choice, prior_choice, fields, source
+    )
 
 
 # ---------------------------------------------------------------------------- resume
@@ -166,6 +184,55 @@ def load_resume_config(target: Path, overrides: list[str]) -> DictConfig:
     with open_dict(cfg):
         cfg.resume = None
     return cfg
+
+
+# ---------------------------------------------------------------------------- fine-tuning
+def load_init_source(cfg: DictConfig, overrides: list[str]) -> Any:
+    """The model ``init_from=`` names (a run, a saved folder, a checkpoint, ``wandb:...``),
+    or None; model overrides are refused (a fine-tuned run keeps the source's model)."""
+    init_from = cfg.get("init_from")
+    if init_from in (None, ""):
+        if cfg.get("freeze") or cfg.get("refit_buckets"):
+            raise CliError(
+                "freeze=... and refit_buckets=true fine-tune a trained model; name it with "
+                "init_from=RUN_DIR|SAVED_DIR|CHECKPOINT|wandb:ENTITY/PROJECT/RUN_ID."
+            )
+        return None
+    changed = [o for o in overrides if o.lstrip("+~").split("=")[0].split(".")[0] == "model"]
+    if changed:
+        raise CliError(
+            f"init_from={init_from}: `{changed[0]}` changes the model, but a fine-tuned run "
+            "keeps the source's model (architecture and bar-distribution buckets). Drop the "
+            "model override; refit_buckets=true refits the buckets to the new prior."
+        )
+    from pfn_transformers.checkpointing import CheckpointError
+    from pfn_transformers.model.pfn import PFNModel
+    from pfn_transformers.runs import find_run
+    from pfn_transformers.wandb import WandbUnavailableError
+
+    target = str(init_from)
+    root = Path(str(cfg.get("outputs_root", "outputs")))
+    try:
+        if target == "latest" or (not Path(target).exists() and (root / target).exists()):
+            target = str(find_run(target, root, what="init_from"))
+        return PFNModel.from_pretrained(target, device="cpu")
+    except (ValueError, LookupError, CheckpointError, WandbUnavailableError) as exc:
+        raise CliError(f"init_from={init_from}: {exc}") from None
+
+
+def _source_prior(source: Any) -> Any:
+    """The source model's own prior, rebuilt from its recorded config (None: unknown)."""
+    from pfn_transformers.data.building import PriorConfigError, build_prior
+
+    config = ((source.provenance or {}).get("prior") or {}).get("config")
+    if not config:
+        log.info("init_from: the source's prior is not recorded; forgetting is not measured.")
+        return None
+    try:
+        return build_prior(config, "the source's prior")
+    except PriorConfigError as exc:
+        log.warning("init_from: forgetting is not measured: %s", exc)
+        return None
 
 
 # ---------------------------------------------------------------------------- running
@@ -209,6 +276,212 @@ def _clean_fresh_dir(run_dir: Path) -> None:
         shutil.rmtree(run_dir, ignore_errors=True)
 
 
+@dataclass
+class Job:
+    """One ``pfn train`` job, ready to train: its folder, config, choices and experiment."""
+
+    cfg: DictConfig
+    run_dir: Path
+    choices: dict[str, str]
+    exp: Experiment
+    resume_from: str | None
+    freeze: list[str]
+    refit_buckets: bool
+
+
+def _resume(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str]):
+    """For ``resume=RUN``: the run's own config (overrides on top), folder and choices."""
+    root = cfg.get("outputs_root", "outputs")
+    target = resume_target(cfg.resume, root)
+    if target is None:
+        if run_dir != Path(str(cfg.resume)):
+            _clean_fresh_dir(run_dir)
+        resolve_run(str(cfg.resume), Path(str(root)), what="resume")
+        raise CliError(f"resume={cfg.resume}: not a run directory.")  # pragma: no cover
+    old_status = read_json(target / "status.json") or {}
+    kept = {g: old_status[g] for g in ("model", "prior", "training") if g in old_status}
+    return load_resume_config(target, overrides), target.resolve(), {**choices, **kept}
+
+
+def prepare_job(
+    cfg: DictConfig, run_dir: Path | None, choices: dict | None, overrides: list | None
+) -> Job:
+    """Resolve resume / init_from, build the experiment and record the run as started."""
+    h_dir, h_choices, h_overrides = _hydra_context()
+    run_dir = Path(run_dir) if run_dir is not None else h_dir
+    if run_dir is None:
+        raise CliError("run_train needs a run directory outside a Hydra app (run_dir=...).")
+    choices = dict(h_choices if choices is None else choices)
+    overrides = list(h_overrides if overrides is None else overrides)
+    resuming = cfg.get("resume") not in (None, "")
+    if resuming:
+        cfg, run_dir, choices = _resume(cfg, run_dir, choices, overrides)
+    if str(cfg.get("objective", "excess_nll")) not in OBJECTIVES:
+        raise CliError(
+            f"objective={cfg.get('objective')!r} is not valid; choose one of {list(OBJECTIVES)}."
+        )
+    run_dir.mkdir(parents=True, exist_ok=True)
+    try:
+        source = load_init_source(cfg, [] if resuming else overrides)
+        if source is not None:
+            choices["model"] = source.provenance.get("model_choice") or choices.get("model")
+        exp = build_experiment(
+            cfg,
+            run_dir,
+            model_choice=choices.get("model"),
+            prior_choice=choices.get("prior"),
+            source=source,
+        )
+    except CliError as exc:
+        if not resuming:
+            _abandon_fresh_run(run_dir, exc, choices, overrides)
+        raise
+    freeze = [str(n) for n in (cfg.get("freeze") or [])]
+    job = Job(cfg, run_dir, choices, exp, None, freeze, bool(cfg.get("refit_buckets", False)))
+    if resuming:
+        job.resume_from = _resume_checkpoints(run_dir, Path(exp.training_config.checkpoint_dir))
+    _record_start(job, resuming, overrides)
+    return job
+
+
+def _resume_checkpoints(run_dir: Path, ckpt_dir: Path) -> str:
+    steps = checkpoint_steps(run_dir) if ckpt_dir == run_dir / CHECKPOINT_DIR else []
+    if not steps and not any(ckpt_dir.glob("step-*.pt")):
+        raise CliError(
+            f"resume={run_dir}: the run has no checkpoint in {ckpt_dir} to resume from "
+            "(it stopped before its first save). Start a new run with the same choices."
+        )
+    return str(ckpt_dir)
+
+
+def _record_start(job: Job, resuming: bool, overrides: list[str]) -> None:
+    """status.json (running, choices, process, parent), resolved_config.yaml, config.yaml."""
+    from pfn_transformers.runs import environment
+    from pfn_transformers.training.finetune import parent_record
+
+    run_dir, tc, exp = job.run_dir, job.exp.training_config, job.exp
+    if tc.use_wandb:
+        os.environ.setdefault("WANDB_DIR", str(run_dir))
+    status = {
+        "status": "running",
+        "model": job.choices.get("model"),
+        "prior": job.choices.get("prior"),
+        "training": job.choices.get("training"),
+        "num_steps": tc.num_steps,
+        "step": max(checkpoint_steps(run_dir) or [0]),
+        "run_dir": str(run_dir),
+        "error": None,
+        "parent": None
+        if exp.source is None
+        else parent_record(exp.source, job.cfg.init_from, job.refit_buckets, job.freeze),
+        **environment(),
+        **process_marker(),
+    }
+    if resuming:
+        prev = read_json(run_dir / "status.json") or {}
+        status["resumed"] = [*(prev.get("resumed") or []), now_iso()]
+    else:
+        status.update(started=now_iso(), started_ts=time.time(), overrides=overrides)
+    update_status(run_dir, **status)
+    _write_resolved_config(run_dir, job.cfg, exp)
+    saved = run_dir / HYDRA_DIR / "config.yaml"
+    if not saved.exists():  # called outside a Hydra app: keep the run reusable all the same
+        saved.parent.mkdir(parents=True, exist_ok=True)
+        saved.write_text(OmegaConf.to_yaml(job.cfg))
+
+
+def train_job(job: Job) -> float:
+    """Train; Ctrl-C marks the run interrupted (exit 130), a failure marks it failed.
+    Returns the training time in seconds."""
+    from pfn_transformers import train
+
+    run_dir, exp, tc = job.run_dir, job.exp, job.exp.training_config
+    data_config = {
+        "model": exp.model_choice,
+        "prior": exp.prior_choice,
+        "prior_config": OmegaConf.to_container(job.cfg.prior, resolve=True),
+        "run_dir": str(run_dir),
+    }
+    log.info(
+        "Training model=%s on prior=%s for %d steps -> %s",
+        exp.model_choice,
+        exp.prior_choice,
+        tc.num_steps,
+        run_dir,
+    )
+    t0 = time.time()
+    try:
+        model = train(
+            exp.prior,
+            exp.model_config,
+            tc,
+            resume_from=job.resume_from,
+            data_config=data_config,
+            init_from=exp.source,
+            freeze=job.freeze or None,
+            refit_buckets=job.refit_buckets,
+        )
+    except KeyboardInterrupt as exc:  # TrainingInterrupted: Ctrl-C or SIGTERM
+        _stop_interrupted(job, exc, time.time() - t0)
+    except Exception as exc:
+        raise _failed(job, exc) from None
+    train_time = time.time() - t0
+    step = max(checkpoint_steps(run_dir) or [tc.num_steps])
+    last = last_metrics(run_dir) or {}
+    update_status(
+        run_dir,
+        step=step,
+        train_time_s=train_time,
+        last_loss=last.get("loss"),
+        device=str(model.device),
+    )
+    return train_time
+
+
+def _stop_interrupted(job: Job, exc: BaseException, seconds: float) -> None:
+    """Mark the run interrupted (with the signal), say how to resume, exit 130."""
+    step = max(checkpoint_steps(job.run_dir) or [0])
+    signal_name = getattr(exc, "signal_name", "SIGINT")
+    update_status(
+        job.run_dir, status="interrupted", step=step, signal=signal_name, train_time_s=seconds
+    )
+    how = "stopped at once" if getattr(exc, "forced", False) else "stopped cleanly"
+    sys.stderr.write(
+        f"\npfn train: {signal_name}: {how}; the last checkpoint is step {step}/"
+        f"{job.exp.training_config.num_steps}. Resume with:\n  pfn train resume={job.run_dir}\n"
+    )
+    sys.exit(130)
+
+
+def _failed(job: Job, exc: Exception) -> CliError:
+    """Mark the run failed (traceback in error.txt); the CliError to raise."""
+    step = max(checkpoint_steps(job.run_dir) or [0])
+    (job.run_dir / ERROR_FILE).write_text(traceback.format_exc())
+    update_status(job.run_dir, status="failed", step=step, error=f"{type(exc).__name__}: {exc}")
+    return CliError(
+        f"training failed at step {step}: {describe_exception(exc)} "
+        f"(full traceback in {job.run_dir / ERROR_FILE}).",
+        exit_code=1,
+    )
+
+
+def evaluate_job(job: Job) -> dict[str, Any] | None:
+    """The closing evaluation (eval.json), unless ``eval.enabled=false``."""
+    ev = job.cfg.get("eval") or {}
+    if not ev.get("enabled", True):
+        return None
+    try:
+        return final_evaluation(job.run_dir, job.exp, ev)
+    except KeyboardInterrupt:
+        update_status(job.run_dir, status="finished", eval_error="interrupted")
+        sys.stderr.write("\npfn train: evaluation interrupted; training had finished.\n")
+        sys.exit(130)
+    except CliError as exc:
+        log.warning("Final evaluation skipped: %s", exc)
+        update_status(job.run_dir, eval_error=str(exc))
+    return None
+
+
 def run_train(
     cfg: DictConfig,
     run_dir: str | Path | None = None,
@@ -220,147 +493,14 @@ def run_train(
     ``run_dir``/``choices``/``overrides`` default to Hydra's (output dir, group choices,
     command-line overrides); pass them to call this outside a Hydra app.
     """
-    h_dir, h_choices, h_overrides = _hydra_context()
-    run_dir = Path(run_dir) if run_dir is not None else h_dir
-    if run_dir is None:
-        raise CliError("run_train needs a run directory outside a Hydra app (run_dir=...).")
-    choices = dict(h_choices if choices is None else choices)
-    overrides = list(h_overrides if overrides is None else overrides)
-
-    resuming = cfg.get("resume") not in (None, "")
-    if resuming:
-        target = resume_target(cfg.resume, cfg.get("outputs_root", "outputs"))
-        if target is None:
-            if run_dir != Path(str(cfg.resume)):
-                _clean_fresh_dir(run_dir)
-            from pfn_cli.runs import resolve_run
-
-            resolve_run(
-                str(cfg.resume), Path(str(cfg.get("outputs_root", "outputs"))), what="resume"
-            )
-            raise CliError(f"resume={cfg.resume}: not a run directory.")  # pragma: no cover
-        old_status = read_json(target / "status.json") or {}
-        cfg = load_resume_config(target, overrides)
-        run_dir = target.resolve()
-        choices = {
-            **choices,
-            **{g: old_status[g] for g in ("model", "prior", "training") if g in old_status},
-        }
-
-    model_choice, prior_choice = choices.get("model"), choices.get("prior")
-    if str(cfg.get("objective", "excess_nll")) not in OBJECTIVES:
-        raise CliError(
-            f"objective={cfg.get('objective')!r} is not valid; choose one of {list(OBJECTIVES)}."
-        )
-    run_dir.mkdir(parents=True, exist_ok=True)
-    try:
-        exp = build_experiment(cfg, run_dir, model_choice=model_choice, prior_choice=prior_choice)
-    except CliError as exc:
-        if not resuming:
-            _abandon_fresh_run(run_dir, exc, choices, overrides)
-        raise
-    tc = exp.training_config
-    ckpt_dir = Path(tc.checkpoint_dir)
-    resume_from = None
-    if resuming:
-        steps = checkpoint_steps(run_dir) if ckpt_dir == run_dir / CHECKPOINT_DIR else []
-        if not steps and not any(ckpt_dir.glob("step-*.pt")):
-            raise CliError(
-                f"resume={run_dir}: the run has no checkpoint in {ckpt_dir} to resume from "
-                "(it stopped before its first save). Start a new run with the same choices."
-            )
-        resume_from = str(ckpt_dir)
-    if tc.use_wandb:
-        os.environ.setdefault("WANDB_DIR", str(run_dir))
-
-    status = {
-        "status": "running",
-        "model": model_choice,
-        "prior": prior_choice,
-        "training": choices.get("training"),
-        "num_steps": tc.num_steps,
-        "step": max(checkpoint_steps(run_dir) or [0]),
-        "run_dir": str(run_dir),
-        "error": None,
-        **process_marker(),
-    }
-    if resuming:
-        prev = read_json(run_dir / "status.json") or {}
-        status["resumed"] = [*(prev.get("resumed") or []), now_iso()]
-    else:
-        status.update(started=now_iso(), started_ts=time.time(), overrides=overrides)
-    update_status(run_dir, **status)
-    _write_resolved_config(run_dir, cfg, exp)
-    saved = run_dir / HYDRA_DIR / "config.yaml"
-    if not saved.exists():  # called outside a Hydra app: keep the run reusable all the same
-        saved.parent.mkdir(parents=True, exist_ok=True)
-        saved.write_text(OmegaConf.to_yaml(cfg))
-
-    from pfn_transformers import train
-
-    data_config = {
-        "model": model_choice,
-        "prior": prior_choice,
-        "prior_config": OmegaConf.to_container(cfg.prior, resolve=True),
-        "run_dir": str(run_dir),
-    }
-    log.info(
-        "Training model=%s on prior=%s for %d steps -> %s",
-        model_choice,
-        prior_choice,
-        tc.num_steps,
-        run_dir,
-    )
-    t0 = time.time()
-    try:
-        train(exp.prior, exp.model_config, tc, resume_from=resume_from, data_config=data_config)
-    except KeyboardInterrupt as exc:  # TrainingInterrupted: Ctrl-C or SIGTERM
-        step = max(checkpoint_steps(run_dir) or [0])
-        signal_name = getattr(exc, "signal_name", "SIGINT")
-        update_status(
-            run_dir,
-            status="interrupted",
-            step=step,
-            signal=signal_name,
-            train_time_s=time.time() - t0,
-        )
-        how = "stopped at once" if getattr(exc, "forced", False) else "stopped cleanly"
-        sys.stderr.write(
-            f"\npfn train: {signal_name}: {how}; the last checkpoint is step {step}/"
-            f"{tc.num_steps}. Resume with:\n  pfn train resume={run_dir}\n"
-        )
-        sys.exit(130)
-    except Exception as exc:
-        step = max(checkpoint_steps(run_dir) or [0])
-        (run_dir / "error.txt").write_text(traceback.format_exc())
-        update_status(run_dir, status="failed", step=step, error=f"{type(exc).__name__}: {exc}")
-        raise CliError(
-            f"training failed at step {step}: {describe_exception(exc)} "
-            f"(full traceback in {run_dir / 'error.txt'}).",
-            exit_code=1,
-        ) from None
-    train_time = time.time() - t0
-    step = max(checkpoint_steps(run_dir) or [tc.num_steps])
-    last = last_metrics(run_dir) or {}
-    update_status(run_dir, step=step, train_time_s=train_time, last_loss=last.get("loss"))
-
-    results = None
-    ev = cfg.get("eval") or {}
-    if ev.get("enabled", True):
-        try:
-            results = final_evaluation(run_dir, exp, ev)
-        except KeyboardInterrupt:
-            update_status(run_dir, status="finished", eval_error="interrupted")
-            sys.stderr.write("\npfn train: evaluation interrupted; training had finished.\n")
-            sys.exit(130)
-        except CliError as exc:
-            log.warning("Final evaluation skipped: %s", exc)
-            update_status(run_dir, eval_error=str(exc))
-    name, value = objective(str(cfg.get("objective", "excess_nll")), results, run_dir)
+    job = prepare_job(cfg, None if run_dir is None else Path(run_dir), choices, overrides)
+    train_time = train_job(job)
+    results = evaluate_job(job)
+    name, value = objective(str(job.cfg.get("objective", "excess_nll")), results, job.run_dir)
     summary = update_status(
-        run_dir, status="finished", finished=now_iso(), objective=value, objective_name=name
+        job.run_dir, status="finished", finished=now_iso(), objective=value, objective_name=name
     )
-    _print_summary(run_dir, summary, results, train_time)
+    _print_summary(job.run_dir, summary, results, train_time)
     return {**summary, "eval": results}
 
 
@@ -432,12 +572,40 @@ def final_evaluation(run_dir: Path, exp: Experiment, ev: Any) -> dict[str, Any] 
         "prior_choice": exp.prior_choice,
         "model_choice": exp.model_choice,
     }
+    if exp.source is not None and ev.get("fine_tuning", True):
+        results["fine_tuning"] = fine_tuning_report(exp, model, results, ev)
     write_json_atomic(run_dir / EVAL_FILE, results)
     if ev.get("plots", False):
         from pfn_transformers.evaluation import plot_evaluation
 
         plot_evaluation(results, run_dir / "figures")
     return results
+
+
+def fine_tuning_report(exp: Experiment, model: Any, results: dict, ev: Any) -> dict[str, Any]:
+    """eval.json's ``fine_tuning``: the source and the fine-tuned model on the new prior,
+    and on the source's own prior when it is recorded (forgetting = after - before)."""
+    from pfn_transformers.evaluation import transfer_report
+
+    source = exp.source.to(model.device)
+    source_seq = ((source.provenance or {}).get("training") or {}).get("seq_len")
+    report = transfer_report(
+        source,
+        model,
+        exp.prior,
+        source_prior=_source_prior(source),
+        tuned_on_new=results,
+        seq_len=int(results["seq_len"]),
+        source_seq_len=int(source_seq) if source_seq else None,
+        num_datasets=int(ev.get("num_datasets", 256)),
+        batch_size=int(ev.get("batch_size", 128)),
+        seed=int(ev.get("seed", 0)),
+    )
+    parent = (source.provenance or {}).get("origin") or {}
+    return {
+        "source": parent.get("folder") or parent.get("run") or parent.get("checkpoint"),
+        **report,
+    }
 
 
 def _print_summary(run_dir: Path, status: dict, results: dict | None, train_time: float) -> None:
@@ -453,9 +621,30 @@ def _print_summary(run_dir: Path, status: dict, results: dict | None, train_time
     )
     if results is not None:
         console.print(results_table(results, title="Final evaluation (eval.json)"))
+        if results.get("fine_tuning"):
+            console.print(fine_tuning_line(results["fine_tuning"]))
     console.print(
         f"Next: pfn eval run={run_dir}\n      pfn sample run={run_dir}\n      pfn list-runs"
     )
+
+
+def fine_tuning_line(report: dict[str, Any]) -> str:
+    """One sentence: what fine-tuning gained on the new prior and forgot on the old one."""
+
+    def pair(entry: dict[str, Any] | None) -> str:
+        if not entry or entry.get("before") is None or entry.get("after") is None:
+            return "not measured"
+        b, a = entry["before"]["mean"], entry["after"]["mean"]
+        return f"{entry['metric']} {b:.4f} -> {a:.4f}"
+
+    text = f"Fine-tuned from {report.get('source')}: new prior {pair(report.get('new_prior'))}"
+    if report.get("source_prior"):
+        text += f"; source prior {pair(report['source_prior'])}"
+        if report.get("forgetting") is not None:
+            text += f" (forgetting {report['forgetting']:+.4f} nats)"
+    else:
+        text += "; the source's prior is not recorded, forgetting not measured"
+    return text + "."
 
 
 def _task(cfg: DictConfig) -> float:

@@ -1,43 +1,91 @@
 """pfn_transformers: train Prior-Fitted Networks, transformers that do Bayesian inference in context.
 
-The public API follows the spec (``spec/pfn_transformers_api.md``). ``WandbLogger`` and the
-``wandb`` submodule are imported lazily so ``import pfn_transformers`` stays light.
+The public API follows the spec (``spec/pfn_transformers_api.md``). Every name is imported
+on first use (module ``__getattr__``), so ``import pfn_transformers`` and the torch-free
+modules (``pfn_transformers.runs``: run folders, read by ``pfn list-runs``) load without
+torch; ``from pfn_transformers import train, PFN, ...`` works exactly as written.
 """
 
 from __future__ import annotations
 
-from typing import Any
-
-from . import bayes, checkpointing, configs, generators
-from .data.base import DataGenerator
-from .data.generators import (
-    BayesianGenerator,
-    DatasetGenerator,
-    DeterministicGenerator,
-    UnsupervisedBayesian,
-)
-from .data.protocol import describe_generator, sample_batch
-from .model.bucketizer import Bucketizer, estimate_riemann_borders
-from .model.configs import ClassificationConfig, RegressionConfig, UnsupervisedConfig
-from .model.pfn import PFN, PFNModel
-from .task import IncompatibleTaskError, TaskSpec, check_compatible
-from .training.config import TrainingConfig
-from .training.loop import train
+import importlib
+from typing import TYPE_CHECKING, Any
 
 __version__ = "0.1.0"
 
+# public name -> the module (relative to this package) that defines it
+_EXPORTS: dict[str, str] = {
+    "DataGenerator": "data.base",
+    "BayesianGenerator": "data.generators",
+    "DatasetGenerator": "data.generators",
+    "DeterministicGenerator": "data.generators",
+    "UnsupervisedBayesian": "data.generators",
+    "describe_generator": "data.protocol",
+    "sample_batch": "data.protocol",
+    "Bucketizer": "model.bucketizer",
+    "estimate_riemann_borders": "model.bucketizer",
+    "ClassificationConfig": "model.configs",
+    "RegressionConfig": "model.configs",
+    "UnsupervisedConfig": "model.configs",
+    "PFN": "model.pfn",
+    "PFNModel": "model.pfn",
+    "IncompatibleTaskError": "task",
+    "TaskSpec": "task",
+    "check_compatible": "task",
+    "TrainingConfig": "training.config",
+    "train": "training.loop",
+    "WandbLogger": "wandb",
+    "open_run": "runs",
+}
+# submodules reachable as attributes (``pfn_transformers.checkpointing``) and by
+# ``from pfn_transformers import checkpointing``
+_SUBMODULES = (
+    "bayes",
+    "checkpointing",
+    "configs",
+    "evaluation",
+    "export",
+    "generators",
+    "hub",
+    "interp",
+    "priors",
+    "runs",
+    "wandb",
+)
+
 
 def __getattr__(name: str) -> Any:
-    if name == "WandbLogger":
-        from .wandb import WandbLogger
-
-        return WandbLogger
-    if name in ("wandb", "priors", "evaluation"):
-        import importlib
-
+    if name in _EXPORTS:
+        value = getattr(importlib.import_module(f".{_EXPORTS[name]}", __name__), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'pfn_transformers' has no attribute {name!r}")
 
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *_EXPORTS, *_SUBMODULES})
+
+
+if TYPE_CHECKING:  # what type checkers and IDEs see
+    from . import bayes, checkpointing, configs, generators, wandb
+    from .data.base import DataGenerator
+    from .data.generators import (
+        BayesianGenerator,
+        DatasetGenerator,
+        DeterministicGenerator,
+        UnsupervisedBayesian,
+    )
+    from .data.protocol import describe_generator, sample_batch
+    from .model.bucketizer import Bucketizer, estimate_riemann_borders
+    from .model.configs import ClassificationConfig, RegressionConfig, UnsupervisedConfig
+    from .model.pfn import PFN, PFNModel
+    from .runs import open_run
+    from .task import IncompatibleTaskError, TaskSpec, check_compatible
+    from .training.config import TrainingConfig
+    from .training.loop import train
+    from .wandb import WandbLogger
 
 __all__ = [
     "PFN",
@@ -62,6 +110,7 @@ __all__ = [
     "describe_generator",
     "estimate_riemann_borders",
     "generators",
+    "open_run",
     "sample_batch",
     "train",
     "wandb",

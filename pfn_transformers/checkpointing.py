@@ -80,6 +80,8 @@ class CheckpointMetadata:
     wandb_run_url: str | None = None
     wandb_run_id: str | None = None
     artifact_name: str | None = None
+    # parent (fine-tuning), prior, device, library version: see pfn_transformers.hub
+    provenance: dict[str, Any] = field(default_factory=dict)
 
 
 def checkpoint_filename(step: int) -> str:
@@ -98,8 +100,11 @@ def save_checkpoint(
     rng_state: dict | None = None,
     data_config: Any = None,
     metrics: dict | None = None,
+    provenance: dict | None = None,
 ) -> Path:
-    """Write a checkpoint atomically (temporary file in the same folder, then rename)."""
+    """Write a checkpoint atomically (temporary file in the same folder, then rename).
+
+    ``provenance``: plain facts about the run (parent, prior, device) for model cards."""
     path = Path(checkpoint_path)
     path.parent.mkdir(parents=True, exist_ok=True)
     payload = {
@@ -114,6 +119,7 @@ def save_checkpoint(
         "scheduler_state": to_plain(scheduler_state),
         "rng_state": rng_state,
         "metrics": to_plain(metrics or {}),
+        "provenance": to_plain(provenance or {}),
     }
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -182,6 +188,7 @@ def load_checkpoint(
         data_config=payload.get("data_config"),
         path=payload["path"],
         metrics=payload.get("metrics") or {},
+        provenance=payload.get("provenance") or {},
     )
     optimizer_state = payload.get("optimizer_state") if load_optimizer else None
     return model, optimizer_state, metadata

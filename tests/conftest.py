@@ -14,6 +14,7 @@ import torch  # noqa: E402
 os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("HYDRA_FULL_ERROR", "0")
+os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the Hugging Face Hub
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 

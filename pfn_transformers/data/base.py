@@ -21,12 +21,12 @@ from typing import Any
 
 from torch import Tensor
 
+from .protocol import PriorShapeError, batch_source, fill_in
+
+__all__ = ["DataGenerator", "ExactPosteriorMixin", "PriorShapeError", "has_exact_posterior"]
+
 # Values of ``target_type``: what y holds.
 TARGET_TYPES = ("continuous", "discrete")
-
-
-class PriorShapeError(ValueError):
-    """A prior or generator produced samples of the wrong shape or dtype."""
 
 
 class DataGenerator:
@@ -51,20 +51,18 @@ class DataGenerator:
             )
         return super().__new__(cls)
 
+    @fill_in
     def generate_batch(self, batch_size: int, seq_len: int) -> tuple[Tensor | None, Tensor]:
         """``batch_size`` independent datasets from the subclass's one-sequence ``generate``.
 
         Vectorised with ``torch.func.vmap`` where that is safe, else a loop
         (``pfn_transformers.data.protocol``).
         """
-        from .protocol import batch_source
-
         return batch_source(self).draw_from_generate(batch_size, seq_len)
 
+    @fill_in
     def generate(self, seq_len: int) -> tuple[Tensor, Tensor] | Tensor:
         """One dataset: ``(x [seq, input_dim], y [seq])``, or ``y [seq]`` when unsupervised."""
-        from .protocol import batch_source
-
         x, y = batch_source(self).sample(1, seq_len)
         return y[0] if x is None else (x[0], y[0])
 
@@ -76,8 +74,6 @@ class DataGenerator:
         """
         if n <= 0:
             raise ValueError(f"{type(self).__name__}.sample_targets: n={n} must be positive.")
-        from .protocol import batch_source
-
         _, y = batch_source(self).sample(n, 1)
         return y.reshape(-1)
 

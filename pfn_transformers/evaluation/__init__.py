@@ -2,7 +2,8 @@
 
 ``evaluate(model, prior, seq_len=...)`` returns a JSON-ready dict (paired excess NLL with
 standard errors, bucket floor, prior-predictive baseline, MSE, coverage, accuracy, KL);
-``plot_evaluation`` and ``plot_predictive_bands`` draw it.
+``plot_evaluation`` and ``plot_predictive_bands`` draw it; ``transfer_report`` scores a
+fine-tuned model against its source (gain on the new prior, forgetting on the old one).
 """
 
 from pfn_transformers.evaluation.metrics import (
@@ -13,6 +14,7 @@ from pfn_transformers.evaluation.metrics import (
     summarize,
 )
 from pfn_transformers.evaluation.plots import plot_evaluation, plot_predictive_bands
+from pfn_transformers.evaluation.transfer import transfer_report
 
 __all__ = [
     "COVERAGE_LEVELS",
@@ -22,4 +24,5 @@ __all__ = [
     "plot_evaluation",
     "plot_predictive_bands",
     "summarize",
+    "transfer_report",
 ]

@@ -218,7 +218,10 @@ def evaluate(
                     borders = bucketizer.borders.detach().double().cpu()
                     cdf = prior.exact_predictive_cdf(x, y, borders)
                     flog = bucket_logits_from_cdf(cdf, bucketizer.support)
-                    put("floor_nll", -bucketizer.log_prob(flog.to(dev), yf.to(dev)))
+                    floor = -bucketizer.log_prob(flog.to(dev), yf.to(dev))
+                    if outside is not None:  # scored over the same in-range targets as nll
+                        floor = floor.masked_fill(outside, math.nan)
+                    put("floor_nll", floor)
     finally:
         if was_training and hasattr(model, "train"):
             model.train()

@@ -23,6 +23,7 @@ from torch import Tensor, nn
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
+from ..hub import PretrainedMixin
 from .bucketizer import Bucketizer
 from .components import MLP, LayerNorm, TransformerBlock
 from .configs import (
@@ -36,8 +37,9 @@ from .kv_cache import KVCache
 from .masks import causal_mask, interleaved_mask, pfn_mask
 
 
-class PFNModel(HookedRootModule):
-    """Prior-Fitted Network with TransformerLens hook names (see ``PFN`` for the factory)."""
+class PFNModel(PretrainedMixin, HookedRootModule):
+    """Prior-Fitted Network with TransformerLens hook names (see ``PFN`` for the factory);
+    ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` come from ``hub.py``."""
 
     def __init__(self, config: ModelConfig) -> None:
         super().__init__()
@@ -560,3 +562,6 @@ class PFNModel(HookedRootModule):
 def PFN(config: ModelConfig) -> PFNModel:  # noqa: N802 - the spec names the factory PFN
     """Build the PFN for a config (regression, classification or unsupervised)."""
     return PFNModel(config)
+
+
+PFN.from_pretrained = PFNModel.from_pretrained  # PFN.from_pretrained(source), see hub.py

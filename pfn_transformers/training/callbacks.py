@@ -151,6 +151,7 @@ class Checkpointer(Callback):
                 rng_state=rng_state(),
                 data_config=state.data_config,
                 metrics=state.last_metrics,
+                provenance=state.provenance,
             )
         except OSError as exc:  # a full disk, a vanished mount: nothing half-written is kept
             kept = state.last_checkpoint

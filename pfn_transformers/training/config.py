@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,6 +12,9 @@ PRECISIONS = ("auto", "fp32", "bf16")
 # torch.compile modes accepted by TrainingConfig.compile besides True / False / "auto"
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 WANDB_MODES = (None, "online", "offline", "disabled")
+# device strings TrainingConfig accepts (whether the device is present is checked by train())
+DEVICE_PATTERN = re.compile(r"^(auto|cpu|mps|(cuda|xpu)(:\d+)?)$")
+DEVICES_HINT = "'auto', 'cpu', 'cuda', 'cuda:N', 'mps', 'xpu' or 'xpu:N'"
 
 
 @dataclass
@@ -123,6 +127,13 @@ class TrainingConfig:
             raise ValueError(
                 f"TrainingConfig.compile={self.compile!r} is not valid; use True, False, 'auto' "
                 f"or a torch.compile mode {list(COMPILE_MODES)}."
+            )
+        if hasattr(self.device, "type"):  # a torch.device
+            self.device = str(self.device)
+        if not isinstance(self.device, str) or not DEVICE_PATTERN.match(self.device):
+            raise ValueError(
+                f"TrainingConfig.device={self.device!r} is not valid; use {DEVICES_HINT} "
+                "('auto' picks cuda > mps > cpu)."
             )
         if self.wandb_tags is not None:
             self.wandb_tags = [str(t) for t in self.wandb_tags]

@@ -20,7 +20,9 @@ from .. import checkpointing
 from ..data.protocol import BatchSource, batch_source, checked_source
 from ..model.configs import ModelConfig
 from ..model.pfn import PFNModel
+from ..runs import environment
 from ..utils import resolve_device
+from . import finetune
 from .callbacks import (
     Callback,
     CallbackList,
@@ -37,7 +39,9 @@ from .state import TrainState, build_state
 from .step import NonFiniteGuard, StepStats, TrainStep, autocast
 
 
-def check_generator(data_generator: Any, model_config: ModelConfig) -> BatchSource:
+def check_generator(
+    data_generator: Any, model_config: ModelConfig, model_name: str | None = None
+) -> BatchSource:
     """The generator's ``BatchSource``, after checking the model can learn from it.
 
     Draws one small probe batch (the caller's random state is left untouched), so a prior
@@ -46,7 +50,7 @@ def check_generator(data_generator: Any, model_config: ModelConfig) -> BatchSour
     return checked_source(
         data_generator,
         model_config.task,
-        model_name=f"the model ({type(model_config).__name__})",
+        model_name=model_name or f"the model ({type(model_config).__name__})",
         data_name="the data generator {name}",
     )
 
@@ -232,6 +236,9 @@ def train(
     resume_from: str | Path | None = None,
     eval_data_generator: Any = None,
     data_config: Any = None,
+    init_from: Any = None,
+    freeze: list[str] | None = None,
+    refit_buckets: bool = False,
 ) -> PFNModel:
     """Train a PFN on fresh samples from ``data_generator``; returns the trained model.
 
@@ -241,16 +248,33 @@ def train(
     and RNG states, so the resumed run follows the uninterrupted run's trajectory. The first
     Ctrl-C or SIGTERM stops at the next step boundary, writes a checkpoint and raises
     ``TrainingInterrupted`` (a KeyboardInterrupt); a second one raises it at once.
+
+    Fine-tuning: ``init_from`` (anything ``PFN.from_pretrained`` takes, or a model) starts
+    from those weights with a fresh optimizer and schedule; ``model_config`` may then be
+    None (the source's config, buckets included, is kept). ``freeze`` lists TransformerLens
+    modules or parameters to keep fixed (``["blocks.0", "W_x"]``); ``refit_buckets=True``
+    re-estimates the bar distribution's borders for ``data_generator`` and re-initialises
+    ``W_U``/``b_U`` (see ``training.finetune``). The parent is recorded in every checkpoint.
     """
     tc = training_config
     if not isinstance(tc, TrainingConfig):
         raise TypeError(f"training_config must be a TrainingConfig, got {type(tc).__name__}.")
+    init = None
+    model_name = None
+    if init_from is not None:
+        init = finetune.prepare(
+            init_from, model_config, data_generator, refit_buckets=refit_buckets, freeze=freeze
+        )
+        model_config = init.config
+        model_name = f"the model of init_from={init.parent['source']!r}"
+    elif refit_buckets:
+        raise finetune.FineTuneError("refit_buckets=True needs init_from (a model to refit).")
     if not hasattr(model_config, "task"):
         raise TypeError(
             f"model_config must be a RegressionConfig, ClassificationConfig or "
             f"UnsupervisedConfig, got {type(model_config).__name__}."
         )
-    source = check_generator(data_generator, model_config)
+    source = check_generator(data_generator, model_config, model_name)
     eval_source = None
     if tc.eval_every:
         eval_source = check_generator(eval_data_generator or data_generator, model_config)
@@ -263,7 +287,16 @@ def train(
         if tc.metrics_path:
             parent = Path(tc.metrics_path).parent
             checkpointing.ensure_writable_dir(parent, "the folder of TrainingConfig.metrics_path")
-    state = build_state(model_config, tc, dist, resume_from=resume_from, data_config=data_config)
+    state = build_state(
+        model_config,
+        tc,
+        dist,
+        resume_from=resume_from,
+        data_config=data_config,
+        init=init,
+        freeze=freeze,
+    )
+    state.provenance.update(prior=describe_prior(data_generator), environment=environment())
     callbacks = _make_callbacks(state) if dist.is_main else CallbackList([])
     status = "failed"
     with StopSignals() as stop:
@@ -279,6 +312,31 @@ def train(
             finally:
                 dist.close()
     state.model.eval()
+    state.model.provenance = trained_provenance(state)
     if status == "interrupted":
         raise TrainingInterrupted(stop.requested or "SIGINT")
     return state.model
+
+
+def describe_prior(data_generator: Any) -> dict[str, Any]:
+    """What a model card can say about a Python data generator: its class and repr."""
+    cls = type(data_generator)
+    text = repr(data_generator)
+    return {"class": f"{cls.__module__}.{cls.__qualname__}", "repr": text[:500]}
+
+
+def trained_provenance(state: TrainState) -> dict[str, Any]:
+    """``model.provenance`` of a freshly trained model (what its checkpoints record)."""
+    from ..hub import provenance_from_checkpoint
+    from ..utils import to_plain
+
+    return provenance_from_checkpoint(
+        {
+            "step": state.step,
+            "training_config": state.training_config.to_dict(),
+            "data_config": to_plain(state.data_config),
+            "metrics": state.last_metrics,
+            "path": None if state.last_checkpoint is None else str(state.last_checkpoint),
+            "provenance": state.provenance,
+        }
+    )

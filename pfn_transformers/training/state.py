@@ -21,6 +21,7 @@ from ..model.configs import ConfigError, ModelConfig, config_from_dict
 from ..model.pfn import PFN, PFNModel
 from .config import TrainingConfig
 from .distributed import DistributedContext
+from .finetune import InitSource, apply_freeze, apply_init
 
 
 def lr_factor(step: int, tc: TrainingConfig) -> float:
@@ -83,6 +84,8 @@ class TrainState:
     last_metrics: dict[str, Any] = field(default_factory=dict)
     recent_losses: list[float] = field(default_factory=list)  # every step since the last log
     last_checkpoint: Path | None = None
+    # plain facts saved with every checkpoint (parent, prior, device, library version)
+    provenance: dict[str, Any] = field(default_factory=dict)
 
     @property
     def device(self) -> torch.device:
@@ -91,10 +94,10 @@ class TrainState:
 
 def make_optimizer(model: nn.Module, tc: TrainingConfig) -> torch.optim.Optimizer:
     """AdamW with the fused kernel: one kernel for the whole update, and it can skip a step
-    on the device (``found_inf``) when the loss or a gradient is not finite."""
-    return torch.optim.AdamW(
-        model.parameters(), lr=tc.learning_rate, weight_decay=tc.weight_decay, fused=True
-    )
+    on the device (``found_inf``) when the loss or a gradient is not finite. Frozen
+    parameters (``requires_grad=False``) are left out."""
+    params = [p for p in model.parameters() if p.requires_grad]
+    return torch.optim.AdamW(params, lr=tc.learning_rate, weight_decay=tc.weight_decay, fused=True)
 
 
 def resumed_model_config(passed: ModelConfig, saved: dict[str, Any], source: Path) -> ModelConfig:
@@ -123,8 +126,16 @@ def build_state(
     *,
     resume_from: str | Path | None = None,
     data_config: Any = None,
+    init: InitSource | None = None,
+    freeze: list[str] | None = None,
 ) -> TrainState:
-    """A fresh (or resumed) model, optimizer and schedule on ``dist.device``, RNG seeded."""
+    """A fresh (or resumed) model, optimizer and schedule on ``dist.device``, RNG seeded.
+
+    ``init`` (fine-tuning) copies a source model's weights into the fresh model; a resumed
+    run takes its checkpoint's weights (and its architecture, see ``resumed_model_config``)
+    instead. ``freeze`` stops gradients for those modules or parameters (also on resume, so
+    the optimizer's parameter groups match).
+    """
     payload = None
     last_checkpoint = None
     if resume_from is not None:
@@ -133,10 +144,15 @@ def build_state(
         model_config = resumed_model_config(model_config, payload["model_config"], last_checkpoint)
     torch.manual_seed(tc.seed)
     random.seed(tc.seed)
-    model = PFN(model_config).to(dist.device)
+    model = PFN(model_config)
+    if init is not None and resume_from is None:
+        apply_init(model, init)
+    frozen = apply_freeze(model, freeze)
+    model.to(dist.device)
     optimizer = make_optimizer(model, tc)
     scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda s: lr_factor(s, tc))
     start_step = 0
+    parent = None if init is None else init.parent
     if payload is not None:
         model.load_state_dict(payload["model_state"])
         if payload.get("optimizer_state"):
@@ -148,6 +164,7 @@ def build_state(
             scheduler.load_state_dict(payload["scheduler_state"])
         start_step = int(payload["step"])
         set_rng_state(payload.get("rng_state"))
+        parent = parent or (payload.get("provenance") or {}).get("parent")
     else:
         torch.manual_seed(tc.seed + dist.rank)  # different data per rank, same init
     return TrainState(
@@ -162,4 +179,10 @@ def build_state(
         start_step=start_step,
         data_config=data_config,
         last_checkpoint=last_checkpoint,
+        provenance={
+            "parent": parent,
+            "frozen": frozen,
+            "device": str(dist.device),
+            "world_size": dist.world_size,
+        },
     )

@@ -50,11 +50,20 @@ class StepStats:
         self.skipped_in_a_row = zero()  # the current run of skipped steps
         self.out_of_range = zero()  # targets outside a bounded bar distribution
         self.targets = zero()  # targets seen (denominator of the share above)
+        self.bad_batches = zero()  # skipped steps whose batch itself held NaN/inf
 
-    def record(self, bad: Tensor, out_of_range: Tensor | None, n_targets: int) -> None:
+    def record(
+        self,
+        bad: Tensor,
+        out_of_range: Tensor | None,
+        n_targets: int,
+        bad_batch: Tensor | None = None,
+    ) -> None:
         bad = bad.to(torch.int64)
         self.skipped.add_(bad)
         self.skipped_in_a_row.add_(bad).mul_(bad)
+        if bad_batch is not None:
+            self.bad_batches.add_(bad_batch.to(torch.int64) * bad)
         if out_of_range is not None:
             self.out_of_range.add_(out_of_range.sum())
             self.targets.add_(n_targets)
@@ -78,15 +87,14 @@ class NonFiniteGuard:
         self.stats = stats
         self.max_share = max(MAX_SKIPPED_IN_A_ROW, math.ceil(MAX_SKIPPED_SHARE * num_steps))
         pin = stats.skipped.device.type == "cuda"
-        self.host = torch.zeros(2, dtype=torch.int64, pin_memory=pin)
+        self.host = torch.zeros(3, dtype=torch.int64, pin_memory=pin)
 
     def check(self, state: TrainState, *, final: bool = False) -> None:
         """Raise NonFiniteLossError when skipped steps persist; ``final=True`` (after the last
         step) reads exact counts and also refuses a run none of whose steps updated the model."""
-        self.host.copy_(
-            torch.stack([self.stats.skipped, self.stats.skipped_in_a_row]), non_blocking=not final
-        )
-        skipped, in_a_row = self.host.tolist()
+        counts = [self.stats.skipped, self.stats.skipped_in_a_row, self.stats.bad_batches]
+        self.host.copy_(torch.stack(counts), non_blocking=not final)
+        skipped, in_a_row, bad_batches = self.host.tolist()
         steps = state.step - state.start_step
         all_skipped = final and steps > 0 and skipped == steps
         if in_a_row < MAX_SKIPPED_IN_A_ROW and skipped <= self.max_share and not all_skipped:
@@ -97,13 +105,32 @@ class NonFiniteGuard:
             if ckpt is not None
             else "No checkpoint was written before this."
         )
-        raise NonFiniteLossError(
+        stopped = (
             f"training stopped at step {state.step}: {in_a_row} step(s) in a row and {skipped} in "
             f"all had a non-finite loss or gradient (limit: {MAX_SKIPPED_IN_A_ROW} in a row or "
-            f"{self.max_share} in all) and were skipped. Lower the learning rate "
-            f"(learning_rate={state.training_config.learning_rate}), enable gradient clipping, "
-            "or check the prior for NaN/inf samples or class ids outside the model's range. " + kept
+            f"{self.max_share} in all) and were skipped. "
         )
+        if bad_batches:
+            advice = (
+                f"In {bad_batches} of them the batch itself was not finite: the data generator "
+                "drew NaN or inf values in x or y, so the data, not the learning rate, is the "
+                "cause. Check the prior (e.g. sample_batch(prior, 4, seq_len)) for NaN/inf. "
+            )
+        else:
+            advice = (
+                f"The batches were finite: lower the learning rate (learning_rate="
+                f"{state.training_config.learning_rate}), enable gradient clipping, or check "
+                "for class ids outside the model's range. "
+            )
+        raise NonFiniteLossError(stopped + advice + kept)
+
+
+def _bad_batch(x: Tensor | None, y: Tensor) -> Tensor | None:
+    """A device flag: does the batch hold NaN/inf (None for integer y and no x)?"""
+    flags = [~torch.isfinite(t).all() for t in (x, y) if t is not None and t.is_floating_point()]
+    if not flags:
+        return None
+    return torch.stack(flags).any()
 
 
 def compile_mode(setting: bool | str, device: torch.device) -> str | None:
@@ -174,5 +201,5 @@ class TrainStep:
         optimizer.found_inf = bad.to(torch.float32)  # fused AdamW skips the update when 1
         optimizer.step()
         state.scheduler.step()
-        self.stats.record(bad, model.out_of_range(y), y.numel())
+        self.stats.record(bad, model.out_of_range(y), y.numel(), _bad_batch(x, y))
         return loss.detach().clone()  # a CUDA-graph output is overwritten by the next replay
