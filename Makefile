@@ -7,12 +7,13 @@ VENV ?= .venv
 BIN := $(VENV)/bin
 PY := $(BIN)/python
 PYTEST_ARGS ?=
+MUTANTS_ARGS ?=
 # The peer benchmark's own environment: automl/PFNs never enters .venv or the test suite.
 PEER_VENV ?= .venv-peer
 PFNS_SPEC ?= pfns==0.4.2
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-slow test-all lint format bench bench-quality bench-user bench-peer bench-finetune train clean
+.PHONY: help install test test-slow test-all test-cuda test-mutants lint format bench bench-quality bench-user bench-peer bench-finetune train clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -32,8 +33,14 @@ test: $(BIN)/pfn ## Run the default test suite (installs first if needed)
 test-slow: $(BIN)/pfn ## Run the slow-marked tests (DDP, long training, wheel build)
 	$(BIN)/pytest -q -m slow $(PYTEST_ARGS)
 
-test-all: $(BIN)/pfn ## Run every test, slow ones included
-	$(BIN)/pytest -q -m "slow or not slow" $(PYTEST_ARGS)
+test-all: $(BIN)/pfn ## Run every test this machine can, slow ones included (not the cuda ones)
+	$(BIN)/pytest -q -m "not cuda" $(PYTEST_ARGS)
+
+test-cuda: $(BIN)/pfn ## Run the cuda-marked tests (a GPU machine, torch with CUDA: see TORCH_SPEC)
+	$(BIN)/pytest -q -m cuda $(PYTEST_ARGS)
+
+test-mutants: $(BIN)/pfn ## Mutation check: inject each known break, run the tests aimed at it, fail if one survives
+	$(PY) tools/mutation_check.py $(MUTANTS_ARGS)
 
 lint: $(BIN)/pfn ## ruff check and format check
 	$(BIN)/ruff check .

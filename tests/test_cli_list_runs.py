@@ -112,8 +112,9 @@ def test_wandb_listing_uses_library_function(monkeypatch, capsys):
     assert json.loads(capsys.readouterr().out)[0]["run_id"] == "x1"
 
 
-def test_benchmark_script_meets_the_limit(tmp_path):
-    """The list-runs benchmark runs and lists its 50 fake runs (`make bench` checks its time)."""
+def test_benchmark_script_runs_and_lists_its_fake_runs(tmp_path):
+    """The list-runs benchmark runs and lists its 50 fake runs. Its time limit is not checked
+    here (tests assert no timings): `make bench` runs it with the real limit."""
     proc = run_pfn([], tmp_path, check=False)  # warm the file cache of the interpreter
     import subprocess
     import sys

@@ -142,12 +142,13 @@ def test_kill_9_then_resume_follows_the_uninterrupted_run(spec, reference, tmp_p
     resumed = metrics_by_step(run)
     expected = metrics_by_step(reference)
     assert resumed.keys() == expected.keys()
-    for step, loss in expected.items():
-        assert resumed[step] == pytest.approx(loss, abs=1e-6), step
+    # the tiny profile (lr 1e-3, 5 warmup steps) resumes at step 10 or 20, in the cosine
+    # decay; same machine and thread count, CPU: the resumed run must match bit for bit
+    assert resumed == expected
     mine = torch.load(run / "checkpoints" / "step-30.pt", weights_only=True)["model_state"]
     theirs = torch.load(reference / "checkpoints" / "step-30.pt", weights_only=True)
     for key, value in theirs["model_state"].items():
-        torch.testing.assert_close(mine[key], value, atol=1e-6, rtol=0)
+        assert torch.equal(mine[key], value), key
 
 
 # ----------------------------------------------------------------------------- library level

@@ -221,10 +221,14 @@ def test_positional_embedding_and_n_ctx_error():
 
 
 def test_device_property_follows_to():
+    # the meta device stands in for a GPU: .to() really moves the model, so a device read
+    # once at construction (the earlier implementation's stale cfg.device) would show
     model = PFN(RegressionConfig(**SMALL, input_dim=D))
-    assert model.device.type == "cpu"
-    model.to(torch.float64)
-    assert model.device.type == "cpu"
+    assert model.device == torch.device("cpu")
+    model.to("meta")
+    assert model.device == torch.device("meta")
+    assert {p.device for p in model.parameters()} == {torch.device("meta")}
+    assert model.bucketizer.borders.device == torch.device("meta")  # buffers move along
 
 
 @pytest.mark.parametrize(

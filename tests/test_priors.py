@@ -125,16 +125,29 @@ def test_gp_moments_follow_the_kernel():
     assert x.min() >= 0 and x.max() <= 1
 
 
-def test_mlp_prior_moments():
+def test_mlp_prior_moments(monkeypatch):
     prior = MLPPrior(input_dim=1, hidden=8, layers=2, noise_std=0.1, activation="relu")
     x, y = prior.generate_batch(5000, 4)
     assert abs(y.mean().item()) < 0.1  # weights are symmetric around 0
     assert y.var().item() > 0.1
-    # noise-free functions are deterministic in x: a repeated x gives the same y
-    prior0 = MLPPrior(noise_std=0.0)
+    # noise-free functions are deterministic in x: a repeated x gives the same y. The
+    # prior draws its own x; make the second half of each sequence repeat the first.
+    import pfn_transformers.priors.regression as regression
+
+    draw = regression.uniform
+
+    def repeated(shape, low, high, device=None):
+        half = draw((shape[0], shape[1] // 2, *shape[2:]), low, high, device)
+        return torch.cat([half, half], dim=1)
+
+    monkeypatch.setattr(regression, "uniform", repeated)
     torch.manual_seed(1)
-    x, y = prior0.generate_batch(3, 6)
-    assert torch.isfinite(y).all()
+    x, y = MLPPrior(noise_std=0.0).generate_batch(3, 6)
+    assert torch.equal(x[:, :3], x[:, 3:])
+    torch.testing.assert_close(y[:, :3], y[:, 3:], atol=1e-6, rtol=0)
+    assert (y[0] - y[1]).abs().max() > 0.1  # a different function per dataset
+    _, noisy = MLPPrior(noise_std=0.1).generate_batch(3, 6)
+    assert (noisy[:, :3] - noisy[:, 3:]).abs().max() > 0.05  # the control: noise breaks it
 
 
 def test_step_sine_components():
@@ -195,7 +208,8 @@ def test_markov_moments():
 
 
 def test_nig_marginal_is_student_t():
-    stats = pytest.importorskip("scipy.stats")
+    from scipy import stats
+
     prior = NormalInverseGammaPrior(mu0=0.5, kappa0=2.0, alpha0=3.0, beta0=2.0)
     _, y = prior.generate_batch(40000, 1)
     scale = math.sqrt(2.0 * (2.0 + 1) / (3.0 * 2.0))

@@ -3,8 +3,8 @@
 The CPU-only test machine checks the device plumbing on the ``meta`` device: meta tensors
 have shapes and dtypes but no data, and any CPU tensor mixed into a meta computation raises,
 so a tensor created without ``device=`` is caught. Values are checked on the CPU
-(``device="cpu"`` must give exactly the ``device=None`` draws) and, when a GPU is present, on
-CUDA.
+(``device="cpu"`` must give exactly the ``device=None`` draws) and, on a GPU machine, on CUDA
+(the ``cuda``-marked tests: ``make test-cuda``).
 """
 
 from __future__ import annotations
@@ -346,7 +346,7 @@ def test_dataset_is_copied_to_a_device_once_and_again_after_reassignment():
 
 
 # --------------------------------------------------------------------------- CUDA
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 @pytest.mark.parametrize(("name", "factory", "x_dtype", "y_dtype"), ALL, ids=IDS)
 def test_generate_batch_on_cuda(name, factory, x_dtype, y_dtype, tmp_path):
     gen = factory(tmp_path)
@@ -363,7 +363,7 @@ def test_generate_batch_on_cuda(name, factory, x_dtype, y_dtype, tmp_path):
         assert int(first[1].min()) >= 0 and int(first[1].max()) < gen.num_classes
 
 
-@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+@pytest.mark.cuda
 def test_cpu_fallback_lands_on_cuda():
     gen = _cpu_only_generators()[0]
     torch.manual_seed(3)

@@ -76,10 +76,19 @@ def test_option_a_deterministic():
     data_gen = DeterministicGenerator(prior=prior, function=my_function, input_dim=5, noise_std=0.1)
     x, y = data_gen.generate(seq_len=64)
     assert x.shape == (64, 5) and y.shape == (64,)
-    # noiseless variant is an exact function of x
+    # noiseless variant is an exact function of x: here y = w * sum(x) + b per dataset, so a
+    # least-squares line through (sum(x), y) leaves no residual; with noise it leaves ~0.1
     exact = DeterministicGenerator(prior=prior, function=my_function, input_dim=5, noise_std=None)
     xb, yb = exact.generate_batch(4, 16)
     assert xb.shape == (4, 16, 5) and yb.shape == (4, 16)
+
+    def residual(x, y):
+        design = torch.stack([x.sum(-1), torch.ones_like(y)], -1).double()
+        fit = torch.linalg.lstsq(design, y.double().unsqueeze(-1)).solution
+        return (design @ fit).squeeze(-1) - y.double()
+
+    assert residual(xb, yb).abs().max() < 1e-4
+    assert residual(*data_gen.generate_batch(4, 16)).std() > 0.05
 
 
 def test_option_b_bayesian():

@@ -114,7 +114,7 @@ def test_sample_batch_gives_the_documented_shapes_for_plain_classes():
 
 
 def test_rows_stay_independent_when_generate_uses_numpy_randomness():
-    np = pytest.importorskip("numpy")
+    import numpy as np
 
     class NumpySlope:
         input_dim = 1
@@ -181,8 +181,10 @@ def test_coin_model_scored_with_the_next_token_idiom_is_close_to_exact(tmp_path)
     with torch.no_grad():
         logits = model(y)
     ce = F.cross_entropy(logits[:, :-1].reshape(-1, 2), y[:, 1:].reshape(-1))
-    excess = ce.item() - coin_exact_nll(y).mean().item()
-    assert abs(excess) < 0.02, excess
+    exact = coin_exact_nll(y).mean().item()
+    excess = ce.item() - exact
+    ignoring = math.log(2) - exact  # a fair-coin guess, the best without the context
+    assert abs(excess) < 0.15 * ignoring, (excess, ignoring)
 
 
 def test_markov_model_trained_from_a_plain_class_beats_ignoring_the_context(tmp_path):
@@ -197,8 +199,10 @@ def test_markov_model_trained_from_a_plain_class_beats_ignoring_the_context(tmp_
         logits = model(y)
     exact = markov_exact_nll(y).mean().item()
     idiom = F.cross_entropy(logits[:, :-1].reshape(-1, 4), y[:, 1:].reshape(-1)).item()
-    assert idiom - exact < 0.1, (idiom, exact)
-    assert idiom < math.log(4) - 0.03  # learnt something a uniform guess cannot know
+    # ignoring the context, the best guess is uniform (the rows are exchangeable): log 4, about
+    # 0.11 nats above exact here; the model must close a quarter of that gap or more
+    ignoring = math.log(4) - exact
+    assert exact < idiom < exact + 0.75 * ignoring, (idiom, exact, ignoring)
 
 
 def test_logits_at_t_predict_the_token_after_t(tmp_path):
@@ -269,14 +273,20 @@ def test_plain_gp_class_trains(tmp_path):
     torch.manual_seed(0)
     cfg = tiny(RegressionConfig, input_dim=1, d_vocab=64, y_min=-4.0, y_max=4.0)
     metrics = tmp_path / "metrics.jsonl"
-    train(
+    model = train(
         RBFProcess(),
         cfg,
         tc(num_steps=80, log_every=40, metrics_path=str(metrics), checkpoint_dir=str(tmp_path)),
     )
     records = [json.loads(line) for line in metrics.read_text().splitlines()]
     assert [r["step"] for r in records] == [40, 80]
-    assert records[1]["loss_avg"] < records[0]["loss_avg"]
+    x, y = sample_batch(RBFProcess(), 256, 16)
+    with torch.no_grad():
+        nll = -model.log_predictive(x, y).double()
+    # ignoring the context, the best predictive is the marginal N(0, 1 + 0.01) at every point
+    ignoring = -torch.distributions.Normal(0.0, math.sqrt(1.01)).log_prob(y.double())
+    gain = (nll - ignoring)[:, 4:].mean(1)  # per dataset, once a few points are known
+    assert gain.mean() + 3 * gain.std() / math.sqrt(len(gain)) < 0, (gain.mean(), gain.std())
 
 
 def test_bounded_support_with_outliers_trains_and_warns_once(tmp_path):

@@ -7,7 +7,9 @@ check what W&B actually recorded: config, per-step losses, checkpoint artifacts,
 from __future__ import annotations
 
 import math
+import shutil
 from dataclasses import dataclass
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -16,6 +18,7 @@ from wandb_fakes import (
     FakeApi,
     fake_run_from_offline,
     isolate_wandb,
+    md5_digest,
     offline_run_dirs,
     read_offline_run,
 )
@@ -142,13 +145,23 @@ def test_offline_training_run_records_losses_configs_and_checkpoints(
     err = capsys.readouterr().err
     assert f"wandb sync {run_dir}" in err
 
-    # after `wandb sync`, the loaders get back exactly the trained weights
-    api = FakeApi(
-        [fake_run_from_offline(run, project="pfn-tests", checkpoint_dir=tc.checkpoint_dir)]
-    )
+    # each artifact holds the bytes of its step's checkpoint file, as W&B recorded them
+    ckpt_dir = Path(tc.checkpoint_dir)
+    for step in (10, 20):
+        local = md5_digest(ckpt_dir / f"step-{step}.pt")
+        assert arts[f"checkpoint-{run.run_id}-step-{step}"]["digests"] == {f"step-{step}.pt": local}
+
+    # after `wandb sync`, and with the local checkpoints gone, the loaders get back exactly
+    # the trained weights from the artifact's own bytes
+    api = FakeApi([fake_run_from_offline(run, project="pfn-tests")])
+    shutil.rmtree(ckpt_dir)
     assert [c.step for c in list_checkpoints(run.run_id, project="pfn-tests", api=api)] == [10, 20]
-    loaded, _, meta = load_from_pretrained(run.run_id, project="pfn-tests", device="cpu", api=api)
+    loaded, _, meta = load_from_pretrained(
+        run.run_id, project="pfn-tests", device="cpu", api=api, download_dir=tmp_path / "dl"
+    )
     assert meta.step == 20 and meta.wandb_run_id == run.run_id
+    (downloaded,) = (tmp_path / "dl").rglob("*.pt")
+    assert md5_digest(downloaded) == art["digests"]["step-20.pt"]
     for key, value in model.state_dict().items():
         assert torch.equal(loaded.state_dict()[key].cpu(), value.cpu()), key
 

@@ -128,12 +128,8 @@ def project(tmp_path_factory):
     assert runs[1].project == "my-project"
     fake = FakeApi(
         [
-            fake_run_from_offline(
-                runs[0], project="my-project", checkpoint_dir=tmp / "checkpoints"
-            ),
-            fake_run_from_offline(
-                runs[1], project="my-project", checkpoint_dir=tmp / "checkpoints-workflow"
-            ),
+            fake_run_from_offline(runs[0], project="my-project"),
+            fake_run_from_offline(runs[1], project="my-project"),
         ]
     )
     # plus the spec's "abc123" run with checkpoints at steps 500 and 5000

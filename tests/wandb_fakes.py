@@ -10,6 +10,8 @@ log of ``wandb.proto`` Records), so tests can check what a real run recorded.
 
 from __future__ import annotations
 
+import base64
+import hashlib
 import json
 import shutil
 import struct
@@ -25,10 +27,20 @@ class FakeNotFound(ValueError):
     """Like wandb's 'Could not find run ...'."""
 
 
+def md5_digest(path: str | Path) -> str:
+    """A file's digest as W&B artifact manifests record it (base64 of the MD5)."""
+    return base64.b64encode(hashlib.md5(Path(path).read_bytes()).digest()).decode()
+
+
+class FakeDigestMismatch(ValueError):
+    """Like wandb's refusal of a download whose bytes differ from the manifest."""
+
+
 @dataclass
 class FakeArtifact:
     collection: str  # e.g. "checkpoint-abc123-step-500"
     files: dict[str, Path] = field(default_factory=dict)  # name in artifact -> file on disk
+    digests: dict[str, str] = field(default_factory=dict)  # name -> manifest digest, if known
     metadata: dict[str, Any] = field(default_factory=dict)
     aliases: list[str] = field(default_factory=list)
     type: str = "model"
@@ -47,10 +59,15 @@ class FakeArtifact:
         return f"{self.entity}/{self.project}/{self.name}"
 
     def download(self, root: str | None = None, **_: Any) -> str:
+        """Copy the artifact's files to ``root``, checking each against its manifest digest
+        (as wandb does), so a file changed since it was logged cannot pass."""
         target = Path(root or Path("artifacts") / self.name.replace(":", "-"))
         target.mkdir(parents=True, exist_ok=True)
         for name, src in self.files.items():
             shutil.copyfile(src, target / name)
+            wanted = self.digests.get(name)
+            if wanted is not None and md5_digest(target / name) != wanted:
+                raise FakeDigestMismatch(f"{self.name}/{name}: digest differs from the manifest")
         self.downloads.append(str(target))
         return str(target)
 
@@ -263,6 +280,8 @@ def _read_offline_run_once(run_dir: Path) -> OfflineRun | None:
                     "aliases": list(a.aliases),
                     "metadata": json.loads(a.metadata) if a.metadata else {},
                     "files": {e.path: e.local_path for e in a.manifest.contents},
+                    "digests": {e.path: e.digest for e in a.manifest.contents},
+                    "refs": {e.path: e.ref for e in a.manifest.contents if e.ref},
                 }
             )
         elif kind == "exit":
@@ -291,20 +310,31 @@ def offline_run_dirs(wandb_dir: str | Path) -> list[Path]:
 
 
 def fake_run_from_offline(
-    run: OfflineRun, *, entity: str = "team", project: str | None = None, checkpoint_dir=None
+    run: OfflineRun, *, entity: str = "team", project: str | None = None
 ) -> FakeRun:
-    """What the run would look like on the server after ``wandb sync``."""
+    """What the run would look like on the server after ``wandb sync``.
+
+    An artifact holds exactly the bytes W&B staged when it was logged (the manifest's
+    ``local_path``, checked against its digest on download), never a file found elsewhere:
+    a checkpoint the logger did not hand to W&B cannot be loaded back.
+    """
     project = project or run.project or "proj"
     artifacts = []
     for i, a in enumerate(run.artifacts):
         files = {}
         for name, local in a["files"].items():
-            path = Path(local) if local and Path(local).exists() else Path(checkpoint_dir) / name
-            files[name] = path
+            if not local or not Path(local).is_file():
+                raise FileNotFoundError(
+                    f"artifact {a['name']!r}: W&B staged no copy of {name!r} "
+                    f"(local_path={local!r}, ref={a['refs'].get(name)!r}), so a synced run "
+                    "would not hold its bytes"
+                )
+            files[name] = Path(local)
         artifacts.append(
             FakeArtifact(
                 collection=a["name"],
                 files=files,
+                digests=a["digests"],
                 metadata=a["metadata"],
                 aliases=a["aliases"],
                 type=a["type"],

@@ -1,0 +1,301 @@
+"""The breaks `make test-mutants` injects, one entry each (see tools/mutation_check.py).
+
+An entry replaces one exact piece of code (it must occur once in its file) with a bug the
+named tests must catch. Name entries ``feature/what-breaks``. To add one: copy the code to
+break from the file as it is, write the broken version, list the fastest tests that should
+catch it, run ``python tools/mutation_check.py -k NAME``. ``all_must_fail=True`` requires
+every listed test to fail (for a property each of those tests claims, such as "a model
+that ignores its context fails this quality test"); otherwise one failing test catches it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class Mutant:
+    name: str  # feature/what-breaks
+    why: str  # the bug it stands for, one line
+    path: str  # the file patched, relative to the repository root
+    old: str  # exact code, occurring once in that file
+    new: str  # what replaces it
+    tests: tuple[str, ...]  # pytest node ids that must catch it (fastest first)
+    all_must_fail: bool = False
+
+
+TRAINING = "tests/test_training.py"
+RESUME = (f"{TRAINING}::test_resumed_run_follows_the_uninterrupted_trajectory",)
+SCATTERED = f"{TRAINING}::test_scattered_non_finite_steps_stop_the_run_past_max_10_or_1_percent"
+GENERATION = "tests/test_generation.py"
+KV = (
+    f"{GENERATION}::test_cached_rollouts_match_recomputed_ones",
+    f"{GENERATION}::test_cached_joint_posterior_samples_match_recomputed_ones",
+)
+NEXT_TOKEN = (
+    "tests/test_model.py::test_unsupervised_logits_t_predict_the_next_element_from_y_up_to_t",
+    "tests/test_user_code.py::test_logits_at_t_predict_the_token_after_t",
+)
+CLAMP = (f"{TRAINING}::test_bounded_loss_counts_an_out_of_range_target_as_its_nearest_edge",)
+OPTUNA = (
+    "tests/test_sweeps.py::test_optuna_sweep_ranks_trials_and_records_a_failing_one_as_failed",
+)
+WANDB = (
+    "tests/test_wandb_logger.py::test_offline_training_run_records_losses_configs_and_checkpoints",
+)
+
+MUTANTS: list[Mutant] = [
+    # ------------------------------------------------------------------ exact resume
+    Mutant(
+        "resume/scheduler-not-restored",
+        "a resumed run restarts the learning-rate schedule",
+        "pfn_transformers/training/state.py",
+        '        if payload.get("scheduler_state"):\n'
+        '            scheduler.load_state_dict(payload["scheduler_state"])\n',
+        "",
+        RESUME,
+    ),
+    Mutant(
+        "resume/optimizer-not-restored",
+        "a resumed run starts AdamW's moments from zero",
+        "pfn_transformers/training/state.py",
+        '            optimizer.load_state_dict(payload["optimizer_state"])\n',
+        "            pass\n",
+        RESUME,
+    ),
+    Mutant(
+        "resume/rng-not-restored",
+        "a resumed run draws other batches than the uninterrupted one",
+        "pfn_transformers/training/state.py",
+        '        set_rng_state(payload.get("rng_state"))\n',
+        "",
+        RESUME,
+    ),
+    # ------------------------------------------------------------------ compiled step
+    Mutant(
+        "compiled/gradients-accumulate",
+        "the compiled step never zeroes the gradients (only the eager path does)",
+        "pfn_transformers/training/step.py",
+        "        else:\n"
+        "            loss = self.loss(x, y)\n"
+        "        optimizer.zero_grad(set_to_none=True)\n",
+        "        else:\n"
+        "            optimizer.zero_grad(set_to_none=True)\n"
+        "            loss = self.loss(x, y)\n",
+        (f"{TRAINING}::test_compiled_step_follows_the_eager_trajectory",),
+    ),
+    # ------------------------------------------------------------------ KV cache
+    Mutant(
+        "kv-cache/positions-restart",
+        "cached tokens get positional embeddings from 0 instead of their own positions",
+        "pfn_transformers/model/pfn.py",
+        "        start = 0 if cache is None else cache.length\n",
+        "        start = 0\n",
+        KV,
+    ),
+    Mutant(
+        "kv-cache/cache-unseen",
+        "new tokens attend only to themselves, not to the cached keys and values",
+        "pfn_transformers/model/kv_cache.py",
+        "        self.length = end\n        return self.keys, self.values\n",
+        "        self.length = end\n        return k, v\n",
+        KV,
+    ),
+    Mutant(
+        "kv-cache/growth-drops-old-keys",
+        "when the cache buffers grow, the keys and values cached so far are lost",
+        "pfn_transformers/model/kv_cache.py",
+        "        if self.length:\n            new_k[:, :, : self.length] = self.keys\n",
+        "        if False:\n            new_k[:, :, : self.length] = self.keys\n",
+        KV,
+    ),
+    # ------------------------------------------------------------------ next-token convention
+    Mutant(
+        "next-token/logits-aligned-with-y",
+        "unsupervised model(y)[:, t] predicts y_t instead of y_{t+1}",
+        "pfn_transformers/model/pfn.py",
+        "            logits, predictive = full[:, 1:], full[:, :-1]\n",
+        "            logits, predictive = full[:, :-1], full[:, :-1]\n",
+        NEXT_TOKEN,
+    ),
+    Mutant(
+        "next-token/loss-sees-its-target",
+        "the unsupervised training loss scores the prediction made after seeing the target",
+        "pfn_transformers/model/pfn.py",
+        "        loss = self.loss(predictive, y)\n",
+        "        loss = self.loss(predictive if self.supervised else logits, y)\n",
+        (
+            "tests/test_evaluation.py::test_real_tiny_pfn[coin]",
+            f"{TRAINING}::test_coin_flip_pfn_gets_within_005_nats_of_exact_posterior",
+        ),
+    ),
+    # ------------------------------------------------------------------ bounded support
+    Mutant(
+        "clamp/upper-edge-only",
+        "targets below y_min are not clamped (their loss is infinite)",
+        "pfn_transformers/model/pfn.py",
+        "            y = torch.clamp(y.to(borders.dtype), borders[0], borders[-1])\n",
+        "            y = torch.clamp(y.to(borders.dtype), max=borders[-1])\n",
+        CLAMP,
+    ),
+    Mutant(
+        "clamp/wrong-edge",
+        "targets above y_max count as the lowest bucket",
+        "pfn_transformers/model/pfn.py",
+        "            y = torch.clamp(y.to(borders.dtype), borders[0], borders[-1])\n",
+        "            y = y.to(borders.dtype)\n"
+        "            y = torch.where(y > borders[-1], borders[0], y).clamp_min(borders[0])\n",
+        CLAMP,
+    ),
+    Mutant(
+        "clamp/outliers-dropped",
+        "out-of-range targets are dropped from the loss instead of counting as the edge",
+        "pfn_transformers/model/pfn.py",
+        "            y = torch.clamp(y.to(borders.dtype), borders[0], borders[-1])\n",
+        "            outside = (y < borders[0]) | (y > borders[-1])\n"
+        "            y = torch.clamp(y.to(borders.dtype), borders[0], borders[-1])\n"
+        "            return (-self.log_prob(logits, y)).masked_fill(outside, 0.0)\n",
+        CLAMP,
+    ),
+    Mutant(
+        "clamp/out-of-range-share-counts-one-side",
+        "out_of_range_frac counts only targets above y_max",
+        "pfn_transformers/model/pfn.py",
+        "        return (y < borders[0]) | (y > borders[-1])\n",
+        "        return y > borders[-1]\n",
+        (f"{TRAINING}::test_out_of_range_share_of_training_targets_is_reported",),
+    ),
+    # ------------------------------------------------------------------ skipped steps
+    Mutant(
+        "skip/gradient-not-checked",
+        "a finite loss with a non-finite gradient updates the weights",
+        "pfn_transformers/training/step.py",
+        "        bad = ~(torch.isfinite(loss) & torch.isfinite(norm))\n",
+        "        bad = ~torch.isfinite(loss)\n",
+        (f"{TRAINING}::test_a_finite_loss_with_a_non_finite_gradient_skips_the_update",),
+    ),
+    Mutant(
+        "skip/no-share-limit",
+        "scattered skipped steps never stop a run, only 10 in a row do",
+        "pfn_transformers/training/step.py",
+        "        if in_a_row < MAX_SKIPPED_IN_A_ROW and skipped <= self.max_share and not",
+        "        if in_a_row < MAX_SKIPPED_IN_A_ROW and not",
+        (SCATTERED,),
+    ),
+    Mutant(
+        "skip/no-floor-of-10",
+        "the share limit is 1% of the steps even when that is fewer than 10",
+        "pfn_transformers/training/step.py",
+        "max(MAX_SKIPPED_IN_A_ROW, math.ceil(MAX_SKIPPED_SHARE * num_steps))",
+        "math.ceil(MAX_SKIPPED_SHARE * num_steps)",
+        (f"{SCATTERED}[floor-of-10]",),
+    ),
+    Mutant(
+        "skip/share-ignores-one-percent",
+        "the share limit stays 10 however long the run",
+        "pfn_transformers/training/step.py",
+        "max(MAX_SKIPPED_IN_A_ROW, math.ceil(MAX_SKIPPED_SHARE * num_steps))",
+        "MAX_SKIPPED_IN_A_ROW",
+        (f"{SCATTERED}[one-percent]",),
+    ),
+    # ------------------------------------------------------------------ Optuna objective
+    Mutant(
+        "optuna/sign-flipped",
+        "the sweeper is handed minus the objective, so it maximises the excess NLL",
+        "pfn_cli/train.py",
+        "    return math.nan if value is None else value",
+        "    return math.nan if value is None else -value",
+        OPTUNA,
+    ),
+    Mutant(
+        "optuna/constant",
+        "the sweeper is handed a constant, so every trial looks as good",
+        "pfn_cli/train.py",
+        "    return math.nan if value is None else value",
+        "    return math.nan if value is None else 0.0",
+        OPTUNA,
+    ),
+    Mutant(
+        "optuna/not-the-evaluation",
+        "the objective skips the wanted metric and reports the next fallback",
+        "pfn_cli/train.py",
+        "    candidates = OBJECTIVES[OBJECTIVES.index(wanted) :]\n",
+        "    candidates = OBJECTIVES[OBJECTIVES.index(wanted) + 1 :]\n",
+        OPTUNA,
+    ),
+    # ------------------------------------------------------------------ W&B artifacts
+    Mutant(
+        "wandb/artifact-by-reference",
+        "the artifact points at the local file instead of holding its bytes",
+        "pfn_transformers/wandb/logger.py",
+        "        artifact.add_file(str(path), name=path.name)\n",
+        "        artifact.add_reference(path.resolve().as_uri(), name=path.name)\n",
+        WANDB,
+    ),
+    Mutant(
+        "wandb/artifact-holds-the-previous-checkpoint",
+        "each checkpoint artifact holds the file of the checkpoint before it",
+        "pfn_transformers/training/callbacks.py",
+        "        state.last_checkpoint = path\n"
+        "        self.saved_step = state.step\n"
+        "        if self.logger is not None:\n"
+        "            self.logger.log_checkpoint(path, state.step)\n",
+        "        previous, state.last_checkpoint = state.last_checkpoint, path\n"
+        "        self.saved_step = state.step\n"
+        "        if self.logger is not None:\n"
+        "            self.logger.log_checkpoint(previous or path, state.step)\n",
+        WANDB,
+    ),
+    # ------------------------------------------------------------------ quality references
+    Mutant(
+        "quality/unsupervised-context-ignored",
+        "unsupervised tokens carry no value of y: a model ignoring its context (an attention"
+        " mask alone is not enough: a token still knows its own value through the residual)",
+        "pfn_transformers/model/pfn.py",
+        "        tokens = torch.cat([self._start(b), self._embed_y(y)], dim=1)\n"
+        "        return self._unembed(",
+        "        tokens = torch.cat([self._start(b), self._embed_y(y) * 0], dim=1)\n"
+        "        return self._unembed(",
+        (
+            "tests/test_evaluation.py::test_real_tiny_pfn[coin]",
+            "tests/test_user_code.py::test_coin_model_scored_with_the_next_token_idiom_is_close_to_exact",
+            "tests/test_user_code.py::test_markov_model_trained_from_a_plain_class_beats_ignoring_the_context",
+            f"{TRAINING}::test_coin_flip_pfn_gets_within_005_nats_of_exact_posterior",
+        ),
+        all_must_fail=True,
+    ),
+    Mutant(
+        "quality/supervised-context-ignored",
+        "query tokens see no context pairs: a regression model ignoring its context",
+        "pfn_transformers/model/masks.py",
+        "    mask[queries, queries] = True\n    return mask.to(device)\n",
+        "    mask[queries, queries] = True\n"
+        "    mask[1 + n_pairs :, pairs] = False\n"
+        "    return mask.to(device)\n",
+        (
+            "tests/test_evaluation.py::test_real_tiny_pfn[gp]",
+            "tests/test_evaluation.py::test_real_tiny_pfn[mlp-no-exact]",
+            "tests/test_user_code.py::test_plain_gp_class_trains",
+            "tests/test_user_code.py::test_plain_regression_class_learns_towards_the_exact_posterior",
+            f"{TRAINING}::test_linear_regression_pfn_beats_the_prior_predictive",
+        ),
+        all_must_fail=True,
+    ),
+    # ------------------------------------------------------------------ smaller checks
+    Mutant(
+        "checks/device-read-once",
+        "model.device is fixed at construction and goes stale after .to()",
+        "pfn_transformers/model/pfn.py",
+        "        return self.W_U.device\n",
+        '        return torch.device("cpu")\n',
+        ("tests/test_model.py::test_device_property_follows_to",),
+    ),
+    Mutant(
+        "checks/noise-free-prior-is-noisy",
+        "MLPPrior(noise_std=0) still adds noise, so y is no function of x",
+        "pfn_transformers/priors/regression.py",
+        "        y = h.squeeze(-1) + self.noise_std * torch.randn(batch_size, seq_len, device=device)\n",
+        "        y = h.squeeze(-1) + max(self.noise_std, 0.01) * torch.randn(batch_size, seq_len, device=device)\n",
+        ("tests/test_priors.py::test_mlp_prior_moments",),
+    ),
+]
