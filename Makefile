@@ -18,10 +18,10 @@ $(BIN)/pfn: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e ".[dev,launchers,sweeps]"
+	$(PY) -m pip install -q -e ".[dev,launchers,sweeps,sklearn]"
 	touch $(BIN)/pfn
 
-install: $(BIN)/pfn ## Create .venv and install torch ($(TORCH_SPEC)) and the project, editable, with dev tools, launchers and the Optuna sweeper
+install: $(BIN)/pfn ## Create .venv and install torch ($(TORCH_SPEC)) and the project, editable, with dev tools, launchers, the Optuna sweeper and scikit-learn
 
 test: $(BIN)/pfn ## Run the default test suite (installs first if needed)
 	$(BIN)/pytest -q $(PYTEST_ARGS)

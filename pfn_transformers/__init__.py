@@ -9,6 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import bayes, checkpointing, configs, generators
+from .context import CachedContext
 from .data.base import DataGenerator
 from .data.generators import (
     BayesianGenerator,
@@ -20,6 +21,7 @@ from .data.protocol import describe_generator, sample_batch
 from .model.bucketizer import Bucketizer, estimate_riemann_borders
 from .model.configs import ClassificationConfig, RegressionConfig, UnsupervisedConfig
 from .model.pfn import PFN, PFNModel
+from .predictive import BarDistribution
 from .task import IncompatibleTaskError, TaskSpec, check_compatible
 from .training.config import TrainingConfig
 from .training.loop import train
@@ -32,6 +34,10 @@ def __getattr__(name: str) -> Any:
         from .wandb import WandbLogger
 
         return WandbLogger
+    if name in ("PFNRegressor", "PFNClassifier"):  # scikit-learn is an optional extra
+        from . import estimators
+
+        return getattr(estimators, name)
     if name in ("wandb", "priors", "evaluation"):
         import importlib
 
@@ -41,14 +47,18 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "PFN",
+    "BarDistribution",
     "BayesianGenerator",
     "Bucketizer",
+    "CachedContext",
     "ClassificationConfig",
     "DataGenerator",
     "DatasetGenerator",
     "DeterministicGenerator",
     "IncompatibleTaskError",
+    "PFNClassifier",
     "PFNModel",
+    "PFNRegressor",
     "RegressionConfig",
     "TaskSpec",
     "TrainingConfig",
