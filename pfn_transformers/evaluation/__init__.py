@@ -2,9 +2,18 @@
 
 ``evaluate(model, prior, seq_len=...)`` returns a JSON-ready dict (paired excess NLL with
 standard errors, bucket floor, prior-predictive baseline, MSE, coverage, accuracy, KL);
-``plot_evaluation`` and ``plot_predictive_bands`` draw it.
+``plot_evaluation`` and ``plot_predictive_bands`` draw it. ``calibration(model, prior)``
+checks the PIT of the model's predictive on data from the prior (no exact posterior
+needed), ``exact_calibration(prior)`` the prior's own posterior formula, and
+``plot_calibration`` draws either.
 """
 
+from pfn_transformers.evaluation.calibration import (
+    calibration,
+    exact_calibration,
+    pit_report,
+    plot_calibration,
+)
 from pfn_transformers.evaluation.metrics import (
     COVERAGE_LEVELS,
     bucket_logits_from_cdf,
@@ -17,8 +26,12 @@ from pfn_transformers.evaluation.plots import plot_evaluation, plot_predictive_b
 __all__ = [
     "COVERAGE_LEVELS",
     "bucket_logits_from_cdf",
+    "calibration",
     "evaluate",
+    "exact_calibration",
     "head_kind",
+    "pit_report",
+    "plot_calibration",
     "plot_evaluation",
     "plot_predictive_bands",
     "summarize",
