@@ -86,37 +86,16 @@ def _root_prior(root: DictConfig) -> Any:
 
 def prior_targets(prior: Any, n: int) -> Any:
     """``n`` draws of y from the prior predictive (fixed seed, caller's RNG untouched)."""
-    import torch
+    from pfn_transformers.priors._common import prior_targets as draw
 
-    from pfn_transformers.data.protocol import batch_source
-
-    with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(_RIEMANN_SEED)
-        if hasattr(prior, "sample_targets"):
-            y = prior.sample_targets(n)
-        else:
-            _, y = batch_source(prior).sample(n, 1)
-    return torch.as_tensor(y).reshape(-1).float()
+    return draw(prior, n, seed=_RIEMANN_SEED)
 
 
 def prior_y_range(prior: Any) -> tuple[float, float]:
-    rng = getattr(prior, "suggested_y_range", None)
-    if callable(rng):
-        rng = rng()
-    if rng is not None:
-        lo, hi = (float(v) for v in rng)
-        return lo, hi
-    import torch
+    """The prior's suggested y range (the library's rule, ``priors.suggested_y_range``)."""
+    from pfn_transformers.priors import suggested_y_range
 
-    from pfn_transformers.priors import ContinuousTargetMixin
-
-    y = prior_targets(prior, 20_000)
-    tail = (1.0 - ContinuousTargetMixin.y_range_coverage) / 2
-    lo, hi = torch.quantile(y, torch.tensor([tail, 1.0 - tail])).tolist()
-    if not hi > lo:
-        lo, hi = lo - 1.0, hi + 1.0
-    pad = ContinuousTargetMixin.y_range_padding * (hi - lo)  # the catalogue's rule
-    return float(lo - pad), float(hi + pad)
+    return suggested_y_range(prior)
 
 
 # ---------------------------------------------------------------------------- resolvers

@@ -26,7 +26,9 @@ from pfn_transformers.priors._common import (
     DiscretePredictiveMixin,
     GaussianPredictiveMixin,
     betainc,
+    prior_targets,
     student_t_cdf,
+    suggested_y_range,
 )
 from pfn_transformers.priors.classification import LogisticClassificationPrior
 from pfn_transformers.priors.datasets import CSVDatasetPrior, load_dataset_generator, read_table
@@ -61,6 +63,8 @@ __all__ = [
     "StepSinePrior",
     "betainc",
     "load_dataset_generator",
+    "prior_targets",
     "read_table",
     "student_t_cdf",
+    "suggested_y_range",
 ]

@@ -50,6 +50,43 @@ class ContinuousTargetMixin:
         return out
 
 
+_TARGETS_SEED = 0
+_FALLBACK_RANGE_SAMPLES = 20_000
+
+
+def prior_targets(prior, n: int, seed: int = _TARGETS_SEED) -> Tensor:
+    """``n`` draws of y from any prior's predictive, float32 ``[n]`` (fixed seed, the caller's
+    RNG untouched): ``sample_targets`` when it has one, else position 0 of n datasets."""
+    from pfn_transformers.data.protocol import batch_source
+
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        if hasattr(prior, "sample_targets"):
+            y = prior.sample_targets(n)
+        else:
+            _, y = batch_source(prior).sample(n, 1)
+    return torch.as_tensor(y).reshape(-1).float()
+
+
+def suggested_y_range(prior) -> tuple[float, float]:
+    """``(y_min, y_max)`` for uniform bar-distribution borders of any continuous prior: its
+    ``suggested_y_range`` when it has one, else the catalogue's rule (central 99.9% of
+    20,000 fixed-seed draws, padded by 10% of that width on each side)."""
+    rng = getattr(prior, "suggested_y_range", None)
+    if callable(rng):
+        rng = rng()
+    if rng is not None:
+        lo, hi = (float(v) for v in rng)
+        return lo, hi
+    y = prior_targets(prior, _FALLBACK_RANGE_SAMPLES)
+    tail = (1.0 - ContinuousTargetMixin.y_range_coverage) / 2
+    lo, hi = torch.quantile(y, torch.tensor([tail, 1.0 - tail])).tolist()
+    if not hi > lo:
+        lo, hi = lo - 1.0, hi + 1.0
+    pad = ContinuousTargetMixin.y_range_padding * (hi - lo)
+    return float(lo - pad), float(hi + pad)
+
+
 def as_float_list(value, name: str) -> list[float]:
     """A list/tuple/ListConfig (or scalar) of numbers as a list of floats."""
     if isinstance(value, int | float):
