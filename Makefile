@@ -40,8 +40,9 @@ format: $(BIN)/pfn ## Apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(BIN)/pfn ## Speed: train step (fp32/bf16/compiled) vs nn.TransformerEncoder at batch 32 and 512, sampling, end-to-end GP, KV-cached generation, CLI
+bench: $(BIN)/pfn ## Speed: train step (fp32/bf16/compiled) vs nn.TransformerEncoder at batch 32 and 512, sampling, end-to-end GP, KV-cached generation, CLI, cached contexts
 	$(PY) benchmarks/bench_speed.py
+	$(PY) benchmarks/bench_context_cache.py
 
 bench-quality: $(BIN)/pfn ## Quality benchmark: train each task, paired excess NLL against the exact posterior
 	$(PY) benchmarks/bench_quality.py

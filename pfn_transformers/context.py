@@ -24,7 +24,18 @@ from torch.distributions import Distribution
 
 from .model.kv_cache import KVCache
 
-DEFAULT_CHUNK = 1024  # queries per row and pass: attention memory is O(chunk x context)
+MIN_CHUNK, MAX_CHUNK = 128, 1024  # bounds of the default queries per pass
+
+
+def default_chunk(num_tokens: int) -> int:
+    """Queries per pass: about the context's token count, within [128, 1024].
+
+    A pass's attention costs chunk x (context + chunk), since the chunk's own keys sit
+    beside the context's (each query uses only its own); a chunk near the context size keeps
+    that waste under 2x while passes stay large enough to use the hardware, and memory is
+    bounded by MAX_CHUNK x (context + MAX_CHUNK) scores per head.
+    """
+    return max(MIN_CHUNK, min(MAX_CHUNK, int(num_tokens)))
 
 
 @dataclass
@@ -56,7 +67,8 @@ class CachedContext:
     """Keys and values of a context ``(x_context [B, N, D], y_context [B, N])`` per layer.
 
     Built once (one forward pass over the N context tokens); ``logits``/``predictive`` then
-    cost one pass over the queries each, in chunks of ``chunk_size`` queries per row.
+    cost one pass over the queries each, in chunks of ``chunk_size`` queries per row
+    (default: ``default_chunk`` of the context's token count).
     """
 
     def __init__(
@@ -65,7 +77,7 @@ class CachedContext:
         x_context: Tensor,
         y_context: Tensor,
         *,
-        chunk_size: int = DEFAULT_CHUNK,
+        chunk_size: int | None = None,
     ) -> None:
         if not getattr(model, "supervised", False):
             raise ValueError(
@@ -73,7 +85,8 @@ class CachedContext:
                 "continues a sequence with model.generate(prefix=...) on its own KV cache."
             )
         self.model = model
-        self.chunk_size = _check_chunk(chunk_size)
+        if chunk_size is not None:
+            _check_chunk(chunk_size)
         x_context = model._home(x_context)
         y_context = model._check_inputs(x_context, model._home(y_context))
         self.batch_size, self.num_context = y_context.shape
@@ -89,6 +102,7 @@ class CachedContext:
             model._run(torch.cat([model._start(self.batch_size), tokens], dim=1), cache=self._cache)
         self.num_tokens = self._cache.length
         self._cache.queries = True
+        self.chunk_size = default_chunk(self.num_tokens) if chunk_size is None else chunk_size
 
     # ------------------------------------------------------------------ queries
     @property
@@ -173,4 +187,4 @@ def _check_chunk(chunk_size: Any) -> int:
     return chunk_size
 
 
-__all__ = ["DEFAULT_CHUNK", "CachedContext"]
+__all__ = ["CachedContext", "default_chunk"]

@@ -42,10 +42,11 @@ except ImportError as exc:  # pragma: no cover - exercised only without the extr
         "`pip install 'pfn-transformers[sklearn]'` (or `pip install scikit-learn`)."
     ) from exc
 
-from .context import DEFAULT_CHUNK, CachedContext
+from .context import CachedContext
 from .predictive import AffinePredictive, distribution_from_logits
 
 PRIOR_RANGE_DRAWS = (256, 32)  # datasets x points drawn from a prior to learn its ranges
+RANGE_MARGIN = 0.02  # the drawn ranges widened by this share of their width on each side
 _RANGE_SEED = 0
 
 
@@ -108,7 +109,9 @@ def resolve_model(source: Any, device: str | None = None) -> ResolvedModel:
 # ---------------------------------------------------------------------------- ranges
 @dataclass
 class PriorRanges:
-    """Per-feature x range and the y values a prior produced (fixed-seed draws)."""
+    """Per-feature x range and the y values a prior produced (fixed-seed draws; ``fit``
+    warns beyond them widened by ``RANGE_MARGIN`` of their width, since a finite sample
+    falls a little short of the prior's support)."""
 
     x_min: np.ndarray
     x_max: np.ndarray
@@ -216,8 +219,8 @@ class _PFNEstimator(BaseEstimator):
             return
         name = type(self).__name__
         span = np.maximum(ranges.x_max - ranges.x_min, 1e-12)
-        low = Xs.min(0) < ranges.x_min - 1e-6 * span
-        high = Xs.max(0) > ranges.x_max + 1e-6 * span
+        low = Xs.min(0) < ranges.x_min - RANGE_MARGIN * span
+        high = Xs.max(0) > ranges.x_max + RANGE_MARGIN * span
         for j in np.flatnonzero(low | high)[:3]:
             warnings.warn(
                 f"{name}.fit: feature {j} spans [{Xs[:, j].min():.4g}, {Xs[:, j].max():.4g}]"
@@ -268,7 +271,8 @@ class PFNRegressor(RegressorMixin, _PFNEstimator):
         prediction back to the original scale.
     max_context_size: warn when ``fit`` gets more points (default: the training seq_len a
         checkpoint records; None for a bare model).
-    chunk_size: query points per forward pass (memory grows with it).
+    chunk_size: query points per forward pass (memory grows with it; None: about the
+        context size, see ``CachedContext``).
     device: where the model runs (None: where it is; sources load on the CPU).
     warn_out_of_range: emit ``PriorRangeWarning``s.
     """
@@ -281,7 +285,7 @@ class PFNRegressor(RegressorMixin, _PFNEstimator):
         standardize_x: bool = False,
         standardize_y: bool = False,
         max_context_size: int | None = None,
-        chunk_size: int = DEFAULT_CHUNK,
+        chunk_size: int | None = None,
         device: str | None = None,
         warn_out_of_range: bool = True,
     ) -> None:
@@ -324,8 +328,9 @@ class PFNRegressor(RegressorMixin, _PFNEstimator):
 
     def _warn_y_range(self, ys: np.ndarray, ranges: PriorRanges) -> None:
         borders = self.model_.bucketizer.borders.detach().cpu().double()
-        lo = min(ranges.y_min, float(borders[0]))
-        hi = max(ranges.y_max, float(borders[-1]))
+        pad = RANGE_MARGIN * (ranges.y_max - ranges.y_min)
+        lo = min(ranges.y_min - pad, float(borders[0]))
+        hi = max(ranges.y_max + pad, float(borders[-1]))
         if ys.min() < lo or ys.max() > hi:
             warnings.warn(
                 f"PFNRegressor.fit: y spans [{ys.min():.4g}, {ys.max():.4g}]"
@@ -417,7 +422,7 @@ class PFNClassifier(ClassifierMixin, _PFNEstimator):
         prior: Any = None,
         standardize_x: bool = False,
         max_context_size: int | None = None,
-        chunk_size: int = DEFAULT_CHUNK,
+        chunk_size: int | None = None,
         device: str | None = None,
         warn_out_of_range: bool = True,
     ) -> None:

@@ -12,6 +12,7 @@ from pfn_transformers import (
     RegressionConfig,
     UnsupervisedConfig,
 )
+from pfn_transformers.context import default_chunk
 
 
 def _model(mask: str, positional: bool, n_layers: int = 3) -> torch.nn.Module:
@@ -69,6 +70,10 @@ def test_queries_run_in_chunks_of_bounded_size() -> None:
     assert len(shapes) == 8  # ceil(50 / 7) passes
     assert max(s[2] for s in shapes) == 7
     assert max(s[3] for s in shapes) == 31 + 7  # start + 30 pairs + the chunk's own keys
+    # by default a chunk is about the context's size, within [128, 1024]
+    assert CachedContext(model, torch.randn(1, 30, 3), torch.randn(1, 30)).chunk_size == 128
+    assert CachedContext(model, torch.randn(1, 299, 3), torch.randn(1, 299)).chunk_size == 300
+    assert default_chunk(5000) == 1024
 
 
 def test_classification_context_and_errors() -> None:

@@ -547,11 +547,12 @@ def plot_calibration(
     fig, axes = plt.subplots(1, 3, figsize=(14, 4))
     hist = result["histogram"]
     edges = hist["edges"]
-    width = edges[1] - edges[0]
     ax = axes[0]
-    ax.bar(edges[:-1], hist["counts"], width=width, align="edge", alpha=0.7, label="PIT")
     lo, hi = hist["band"]
     ax.axhspan(lo, hi, color="k", alpha=0.12, label="uniform (null band)")
+    ax.stairs(hist["counts"], edges, fill=True, alpha=0.25, color="C0")
+    ax.stairs(hist["counts"], edges, color="C0", lw=1.5, label="PIT histogram")
+    ax.set_xlim(0, 1)
     ax.axhline(hist["expected"], color="k", lw=0.8)
     ax.set_xlabel("PIT u = F(y)")
     ax.set_ylabel("count")
