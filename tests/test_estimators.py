@@ -192,6 +192,12 @@ def test_sample_y_marginal_and_joint_draws() -> None:
     assert not np.array_equal(draws, reg.sample_y(X[20:26], n_samples=4, random_state=1))
     joint = reg.sample_y(X[20:26], n_samples=3, random_state=5, joint=True)
     assert joint.shape == (6, 3) and np.isfinite(joint).all()
+    torch.manual_seed(5)  # the model's own joint (autoregressive) draws, same seed
+    as_tensor = lambda a: torch.tensor(a[None], dtype=torch.float32)  # noqa: E731
+    expected = reg.model_.sample_posterior_predictive(
+        as_tensor(X[:20]), as_tensor(y[:20]), as_tensor(X[20:26]), num_samples=3
+    )[:, 0].T
+    np.testing.assert_allclose(joint, expected.numpy(), atol=1e-5)
     assert np.array_equal(joint, reg.sample_y(X[20:26], n_samples=3, random_state=5, joint=True))
     with pytest.raises(ValueError, match=r"n_samples=0 is not valid"):
         reg.sample_y(X[20:26], n_samples=0)
