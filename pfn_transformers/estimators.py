@@ -153,8 +153,6 @@ def _safe_std(std: Any) -> Any:
 class _PFNEstimator(BaseEstimator):
     """What both estimators share: the source, the checks in ``fit``, the cached context."""
 
-    _head_words = ""
-
     def _check_task(self, model: Any) -> None:
         raise NotImplementedError
 
@@ -171,10 +169,10 @@ class _PFNEstimator(BaseEstimator):
         input_dim = model.config.input_dim
         if X.shape[1] != input_dim:
             raise ValueError(
-                f"{name}.fit: X has {X.shape[1]} feature(s) (n_features={X.shape[1]}), but the model "
-                f"was trained with "
-                f"input_dim={input_dim}; pass X with {input_dim} columns (a PFN's number of "
-                "features is fixed by its prior), e.g. select or project features first."
+                f"{name}.fit: X has {X.shape[1]} feature(s) (n_features={X.shape[1]}), but the "
+                f"model was trained with input_dim={input_dim}; pass X with {input_dim} columns "
+                "(a PFN's number of features is fixed by its prior), e.g. select or project "
+                "features first."
             )
         limit = self.max_context_size or resolved.trained_seq_len
         if limit is not None and X.shape[0] > limit:
@@ -193,7 +191,7 @@ class _PFNEstimator(BaseEstimator):
         Xs = self._scale_x(X)
         ys = self._encode_y(y)
         self._warn_ranges(Xs, ys)
-        device = model.W_U.device
+        device = model.device
         x_ctx = _tensor(Xs, torch.float32, device)[None]
         y_ctx = _tensor(ys, None, device)[None]
         self.context_x_, self.context_y_ = x_ctx, y_ctx
@@ -241,7 +239,7 @@ class _PFNEstimator(BaseEstimator):
     def _query(self, X: Any) -> Tensor:
         check_is_fitted(self, "context_")
         X = validate_data(self, X, reset=False, dtype=np.float64)
-        device = self.model_.W_U.device
+        device = self.model_.device
         return _tensor(self._scale_x(X), torch.float32, device)[None]
 
     def _base_predictive(self, X: Any) -> Distribution:
@@ -273,7 +271,8 @@ class PFNRegressor(RegressorMixin, _PFNEstimator):
         checkpoint records; None for a bare model).
     chunk_size: query points per forward pass (memory grows with it; None: about the
         context size, see ``CachedContext``).
-    device: where the model runs (None: where it is; sources load on the CPU).
+    device: where the model runs (None: where it is, and sources load on the CPU; a given
+        model object is moved there).
     warn_out_of_range: emit ``PriorRangeWarning``s.
     """
 

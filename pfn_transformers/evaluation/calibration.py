@@ -28,6 +28,7 @@ itself, integrated numerically): a wrong posterior formula fails it.
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -368,6 +369,22 @@ def _check_args(num_datasets: Any, seq_len: Any, batch_size: Any, method: str = 
         )
 
 
+def _batches(
+    source: Any, num_datasets: int, batch_size: int, seq_len: int, seed: int
+) -> Iterator[tuple[Tensor | None, Tensor, torch.Generator]]:
+    """Batches of held-out datasets under a fixed seed (the caller's RNG untouched), with the
+    generator of the randomised PIT's uniforms; the body runs under inference mode."""
+    with torch.random.fork_rng(devices=[]), torch.inference_mode():
+        torch.manual_seed(seed)
+        gen = torch.Generator().manual_seed(seed + 1)
+        done = 0
+        while done < num_datasets:
+            b = min(batch_size, num_datasets - done)
+            done += b
+            x, y = source.sample(b, seq_len)
+            yield x, y, gen
+
+
 def calibration(
     model: Any,
     prior: Any,
@@ -401,20 +418,13 @@ def calibration(
     was_training = bool(getattr(model, "training", False))
     model.eval()
     try:
-        with torch.random.fork_rng(devices=[]), torch.inference_mode():
-            torch.manual_seed(seed)
-            gen = torch.Generator().manual_seed(seed + 1)
-            done = 0
-            while done < num_datasets:
-                b = min(batch_size, num_datasets - done)
-                done += b
-                x, y = source.sample(b, seq_len)
-                xd = None if x is None else x.to(model.device)
-                u, p = model_pit(model, xd, y, gen)
-                pits.append(u)
-                if p is not None:
-                    probs.append(p)
-                    ys.append(y)
+        for x, y, gen in _batches(source, num_datasets, batch_size, seq_len, seed):
+            xd = None if x is None else x.to(model.device)
+            u, p = model_pit(model, xd, y, gen)
+            pits.append(u)
+            if p is not None:
+                probs.append(p)
+                ys.append(y)
     finally:
         model.train(was_training)
     out = {
@@ -463,20 +473,13 @@ def exact_calibration(
         )
     source = batch_source(prior)
     cols: dict[str, list[Tensor]] = {}
-    with torch.random.fork_rng(devices=[]), torch.inference_mode():
-        torch.manual_seed(seed)
-        gen = torch.Generator().manual_seed(seed + 1)
-        done = 0
-        while done < num_datasets:
-            b = min(batch_size, num_datasets - done)
-            done += b
-            x, y = source.sample(b, seq_len)
-            parts = exact_pit(prior, x, y, gen, method)
-            if parts["probs"] is not None:
-                parts["y"] = y
-            for key, value in parts.items():
-                if value is not None:
-                    cols.setdefault(key, []).append(value)
+    for x, y, gen in _batches(source, num_datasets, batch_size, seq_len, seed):
+        parts = exact_pit(prior, x, y, gen, method)
+        if parts["probs"] is not None:
+            parts["y"] = y
+        for key, value in parts.items():
+            if value is not None:
+                cols.setdefault(key, []).append(value)
     data = {k: torch.cat(v) for k, v in cols.items()}
     report = pit_report(data["pit"], alpha=alpha, levels=levels, num_bins=num_bins)
     out = {
