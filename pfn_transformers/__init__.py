@@ -1,7 +1,8 @@
 """pfn_transformers: train Prior-Fitted Networks, transformers that do Bayesian inference in context.
 
 The public API follows the spec (``spec/pfn_transformers_api.md``). ``WandbLogger`` and the
-``wandb`` submodule are imported lazily so ``import pfn_transformers`` stays light.
+``wandb`` submodule (and the scikit-learn estimators ``PFNRegressor``/``PFNClassifier``) are
+imported lazily so ``import pfn_transformers`` stays light.
 """
 
 from __future__ import annotations
@@ -27,6 +28,13 @@ from .training.config import TrainingConfig
 from .training.loop import train
 
 __version__ = "0.1.0"
+
+
+_LAZY = ("WandbLogger", "PFNRegressor", "PFNClassifier", "wandb", "priors", "evaluation")
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | set(_LAZY))
 
 
 def __getattr__(name: str) -> Any:

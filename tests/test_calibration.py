@@ -171,10 +171,10 @@ class TemperedExactModel(PFNModel):
         return (logp / self.temperature).float()
 
 
-def _bar_model(prior, temperature: float) -> TemperedExactModel:
-    lo, hi = prior.suggested_y_range
+def _bar_model(prior, temperature: float, y_range=None, **kw) -> TemperedExactModel:
+    lo, hi = y_range or prior.suggested_y_range
     cfg = RegressionConfig(
-        d_model=16, n_layers=1, n_heads=2, input_dim=1, y_min=lo, y_max=hi, d_vocab=256
+        d_model=16, n_layers=1, n_heads=2, input_dim=1, y_min=lo, y_max=hi, d_vocab=256, **kw
     )
     return TemperedExactModel(cfg, prior, temperature)
 
@@ -194,6 +194,13 @@ def test_a_calibrated_model_passes_and_tempered_ones_are_flagged(tmp_path) -> No
     paths = plot_calibration(sharp, tmp_path)
     assert [p.name for p in paths] == ["pit_calibration.png"]
     assert paths[0].stat().st_size > 10_000
+
+
+def test_bounded_support_too_narrow_for_the_targets_is_flagged() -> None:
+    prior = LinearRegressionPrior(noise_std=0.3)
+    model = _bar_model(prior, 1.0, y_range=(-0.8, 0.8), bucket_support="bounded")
+    rep = calibration(model, prior, num_datasets=64, seq_len=8)  # targets outside: cdf 0 / 1
+    assert not rep["calibrated"] and rep["histogram"]["counts"][0] > 2 * rep["histogram"]["band"][1]
 
 
 def test_discrete_heads_get_randomised_pit_and_reliability(tmp_path) -> None:

@@ -252,7 +252,8 @@ def model_pit(
 ) -> tuple[Tensor, Tensor | None]:
     """PIT ``[B, S]`` of y under the model's predictive at every position, and the class
     probabilities ``[B, S, C]`` for discrete heads (None otherwise)."""
-    dist = model.predictive(y) if x is None else model.predictive(x, y)
+    kw = {"validate_args": False}  # a target outside bounded support has cdf 0 or 1
+    dist = model.predictive(y, **kw) if x is None else model.predictive(x, y, **kw)
     yd = y.to(model.device)
     if model.task.discrete:
         logp = torch.log_softmax(dist.logits.double(), -1).cpu()
