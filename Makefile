@@ -22,10 +22,10 @@ $(BIN)/pfn: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e ".[dev,launchers,sweeps,export]"
+	$(PY) -m pip install -q -e ".[dev,launchers,sweeps,export,sklearn]"
 	touch $(BIN)/pfn
 
-install: $(BIN)/pfn ## Create .venv and install torch ($(TORCH_SPEC)) and the project, editable, with dev tools, launchers, the Optuna sweeper and ONNX export
+install: $(BIN)/pfn ## Create .venv and install torch ($(TORCH_SPEC)) and the project, editable, with dev tools, launchers, the Optuna sweeper, ONNX export and scikit-learn
 
 test: $(BIN)/pfn ## Run the default test suite (installs first if needed)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
@@ -50,8 +50,9 @@ format: $(BIN)/pfn ## Apply ruff fixes and formatting
 	$(BIN)/ruff check --fix .
 	$(BIN)/ruff format .
 
-bench: $(BIN)/pfn ## Speed: train step (fp32/bf16/compiled) vs nn.TransformerEncoder at batch 32 and 512, sampling, end-to-end GP, KV-cached generation, CLI
+bench: $(BIN)/pfn ## Speed: train step (fp32/bf16/compiled) vs nn.TransformerEncoder at batch 32 and 512, sampling, end-to-end GP, KV-cached generation, CLI, cached contexts
 	$(PY) benchmarks/bench_speed.py
+	$(PY) benchmarks/bench_context_cache.py
 
 bench-quality: $(BIN)/pfn ## Quality benchmark: train each task, paired excess NLL against the exact posterior
 	$(PY) benchmarks/bench_quality.py

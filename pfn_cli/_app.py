@@ -39,7 +39,7 @@ def hydra_app(config_name: str, task: Callable[[DictConfig], Any]) -> Callable[[
     multirun the failed job is recorded, the sweep goes on and the command exits 1."""
     import hydra
 
-    prog = f"pfn {config_name}"
+    prog = f"pfn {config_name.replace('_', '-')}"
 
     @hydra.main(config_path=str(conf_dir()), config_name=config_name, version_base="1.3")
     def _main(cfg: DictConfig) -> Any:

@@ -169,6 +169,13 @@ def run_eval(cfg: DictConfig) -> dict[str, Any]:
         )
     except ValueError as exc:
         raise CliError(f"evaluation failed: {describe_exception(exc)}") from None
+    fig_dir = loaded.run_dir / output_name(loaded, own, choice, "figures")
+    from pfn_cli.calibration import add_calibration
+
+    pit_figures, pit_line = add_calibration(
+        results, loaded.model, prior, cfg, seq_len=seq_len,
+        fig_dir=fig_dir if cfg.get("plots", True) else None,
+    )  # fmt: skip
     results = {
         **results,
         "run": str(loaded.run_dir),
@@ -182,13 +189,12 @@ def run_eval(cfg: DictConfig) -> dict[str, Any]:
     else:
         out = loaded.run_dir / (output_name(loaded, own, choice, EVAL_FILE[:-5]) + ".json")
     write_json_atomic(out, results)
-    figures: list[str] = []
+    figures: list[str] = list(pit_figures)
     if cfg.get("plots", True):
         from pfn_transformers.evaluation import plot_evaluation
 
-        fig_dir = loaded.run_dir / output_name(loaded, own, choice, "figures")
         try:
-            figures = [str(p) for p in plot_evaluation(results, fig_dir)]
+            figures += [str(p) for p in plot_evaluation(results, fig_dir)]
         except Exception as exc:  # figures are a bonus; the numbers are written already
             log.warning("Could not draw figures: %s", exc)
     from rich.console import Console
@@ -196,6 +202,8 @@ def run_eval(cfg: DictConfig) -> dict[str, Any]:
     console = Console(soft_wrap=True)
     console.print(f"[bold]{loaded.run_dir}[/] @ step {loaded.step}")
     console.print(results_table(results, title=None))
+    if pit_line:
+        console.print(pit_line)
     console.print(
         f"Wrote {out}"
         + (f" and {len(figures)} figures in {Path(figures[0]).parent}" if figures else "")

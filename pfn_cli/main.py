@@ -1,6 +1,7 @@
 """The ``pfn`` dispatcher: ``pfn SUBCOMMAND ...``.
 
-``train``, ``eval``, ``sample``, ``inspect`` and ``export`` are Hydra apps: the dispatcher removes the
+``train``, ``eval``, ``sample``, ``inspect``, ``export`` and ``prior-check`` are Hydra apps: the
+dispatcher removes the
 subcommand word and hands the rest of argv to Hydra untouched, so overrides,
 ``-m/--multirun``, ``--cfg``, ``--info``, ``--config-dir`` and shell completion behave as in
 any Hydra app.
@@ -41,13 +42,18 @@ COMMANDS: dict[str, tuple[str, str, str]] = {
         "write a run as a folder that travels: safetensors + config + model card, or ONNX",
         "run=RUN_DIR|latest out=DIR [step=N] [format=pretrained|onnx]",
     ),
+    "prior-check": (
+        "pfn_cli.prior_check",
+        "look at a prior before training: draws, y vs bucket borders, speed, exact-formula PIT",
+        "prior=.. [model=..] [training=..] [num_datasets=N] [out=DIR] [key=value ..]",
+    ),
     "list-runs": (
         "pfn_cli.list_runs",
         "list the runs under outputs/ (or W&B runs with --project)",
         "[--dir DIR] [--model M] [--prior P] [--status S] [--sort KEY] [--json] [--project P]",
     ),
 }
-HYDRA_COMMANDS = ("train", "eval", "sample", "inspect", "export")
+HYDRA_COMMANDS = ("train", "eval", "sample", "inspect", "export", "prior-check")
 
 
 def usage() -> str:
@@ -64,7 +70,7 @@ def usage() -> str:
         lines.append(f"  {'':<{width}}    pfn {name} {takes}")
     lines += [
         "",
-        "`pfn COMMAND --help` shows what a command takes; train, eval, sample, inspect and export",
+        "`pfn COMMAND --help` shows what a command takes; the Hydra commands (all but list-runs) accept",
         "any Hydra flag as well (--cfg job, --info, -m, --config-dir DIR, --hydra-help).",
         'Shell completion (bash): eval "$(pfn -sc install=bash)"',
         "",
@@ -76,6 +82,7 @@ def usage() -> str:
         "  pfn sample run=latest num_samples=32",
         "  pfn inspect run=latest analyses=[lens,probes]",
         "  pfn export run=latest out=my_pfn            # then PFN.from_pretrained('my_pfn')",
+        "  pfn prior-check prior=gp",
         "  pfn list-runs --prior gp --sort excess_nll",
     ]
     return "\n".join(lines)

@@ -3,7 +3,8 @@
 The public API follows the spec (``spec/pfn_transformers_api.md``). Every name is imported
 on first use (module ``__getattr__``), so ``import pfn_transformers`` and the torch-free
 modules (``pfn_transformers.runs``: run folders, read by ``pfn list-runs``) load without
-torch; ``from pfn_transformers import train, PFN, ...`` works exactly as written.
+torch; ``from pfn_transformers import train, PFN, ...`` works exactly as written. The
+scikit-learn estimators (``PFNRegressor``/``PFNClassifier``) need the ``sklearn`` extra.
 """
 
 from __future__ import annotations
@@ -22,6 +23,10 @@ _EXPORTS: dict[str, str] = {
     "UnsupervisedBayesian": "data.generators",
     "describe_generator": "data.protocol",
     "sample_batch": "data.protocol",
+    "CachedContext": "context",
+    "BarDistribution": "predictive",
+    "PFNRegressor": "estimators",
+    "PFNClassifier": "estimators",
     "Bucketizer": "model.bucketizer",
     "estimate_riemann_borders": "model.bucketizer",
     "ClassificationConfig": "model.configs",
@@ -70,6 +75,7 @@ def __dir__() -> list[str]:
 
 if TYPE_CHECKING:  # what type checkers and IDEs see
     from . import bayes, checkpointing, configs, generators, wandb
+    from .context import CachedContext
     from .data.base import DataGenerator
     from .data.generators import (
         BayesianGenerator,
@@ -78,9 +84,11 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
         UnsupervisedBayesian,
     )
     from .data.protocol import describe_generator, sample_batch
+    from .estimators import PFNClassifier, PFNRegressor
     from .model.bucketizer import Bucketizer, estimate_riemann_borders
     from .model.configs import ClassificationConfig, RegressionConfig, UnsupervisedConfig
     from .model.pfn import PFN, PFNModel
+    from .predictive import BarDistribution
     from .runs import open_run
     from .task import IncompatibleTaskError, TaskSpec, check_compatible
     from .training.config import TrainingConfig
@@ -89,14 +97,18 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
 
 __all__ = [
     "PFN",
+    "BarDistribution",
     "BayesianGenerator",
     "Bucketizer",
+    "CachedContext",
     "ClassificationConfig",
     "DataGenerator",
     "DatasetGenerator",
     "DeterministicGenerator",
     "IncompatibleTaskError",
+    "PFNClassifier",
     "PFNModel",
+    "PFNRegressor",
     "RegressionConfig",
     "TaskSpec",
     "TrainingConfig",

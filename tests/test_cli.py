@@ -150,6 +150,11 @@ def test_eval_writes_json_and_figures(linear_run, workdir):
     ev = json.loads((linear_run / "eval.json").read_text())
     assert ev["num_datasets"] == 32 and ev["seq_len"] == 8 and ev["step"] == 30
     assert list((linear_run / "figures").glob("*.png"))
+    cal = ev["calibration"]  # PIT of the predictive on data from the prior
+    assert cal["source"] == "model" and cal["ks"]["samples"] == 32 * 8
+    assert len(cal["ks"]["per_n"]) == 8 and isinstance(cal["calibrated"], bool)
+    assert (linear_run / "figures" / "pit_calibration.png").stat().st_size > 0
+    assert "PIT calibration:" in proc.stdout
     assert not (workdir / ".hydra").exists() and not list(workdir.glob("*.log"))  # no litter
 
 

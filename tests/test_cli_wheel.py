@@ -107,6 +107,7 @@ def test_wheel_contains_the_config_tree(wheel):
         "eval.yaml",
         "sample.yaml",
         "inspect.yaml",
+        "prior_check.yaml",
         "model/regression.yaml",
         "prior/gp.yaml",
         "training/quick.yaml",

@@ -70,10 +70,11 @@ def _innermost(exc: BaseException) -> str:
     return "\n".join(lines) or type(exc).__name__
 
 
-def prior_targets(prior: Any, n: int) -> Tensor:
-    """``n`` draws of y from the prior predictive (fixed seed, caller's RNG untouched)."""
+def prior_targets(prior: Any, n: int, seed: int = TARGET_SEED) -> Tensor:
+    """``n`` draws of y from any prior's predictive, float32 ``[n]`` (fixed seed, the caller's
+    RNG untouched): ``sample_targets`` when it has one, else position 0 of n datasets."""
     with torch.random.fork_rng(devices=[]):
-        torch.manual_seed(TARGET_SEED)
+        torch.manual_seed(seed)
         if hasattr(prior, "sample_targets"):
             y = prior.sample_targets(n)
         else:

@@ -336,6 +336,21 @@ class PFNModel(PretrainedMixin, HookedRootModule):
             resid = self._run(tokens, interleaved_mask(n, m, device=tokens.device))[:, 1 + 2 * n :]
         return self._unembed(resid)
 
+    def predictive(
+        self, x_or_y: Tensor, y: Tensor | None = None, x_query: Tensor | None = None, **kwargs
+    ):
+        """The predictive as a ``torch.distributions.Distribution`` (``BarDistribution`` for
+        bar heads, ``Categorical`` for class/token heads); see ``pfn_transformers.predictive``.
+
+        ``predictive(x_context, y_context, x_query)``: at the queries, batch shape [B, M]
+        (the context is encoded once, queries run in chunks). ``predictive(x, y)`` /
+        ``predictive(y)``: position t given everything before it, batch shape [B, S];
+        ``predictive(y, next_element=True)``: the element after y, [B, 1].
+        """
+        from ..predictive import model_predictive
+
+        return model_predictive(self, x_or_y, y, x_query, **kwargs)
+
     # ------------------------------------------------------------------ heads
     def loss(self, logits: Tensor, y: Tensor) -> Tensor:
         """Per-position training loss [B, S] of predictive logits aligned with y.
