@@ -69,41 +69,35 @@ class ResolvedModel:
 
 
 def resolve_model(source: Any, device: str | None = None) -> ResolvedModel:
-    """The trained PFN a ``source`` names: a model object, a run folder, a checkpoint folder
-    or a checkpoint file (the newest ``step-N.pt`` of a folder).
-
-    The one place the estimators turn a source into a model; it is meant to become a call
-    of ``PFN.from_pretrained(source)`` once that exists (which adds exported model folders
-    and W&B artifacts). Checkpoints load with ``torch.load(weights_only=True)``.
-    """
+    """The trained PFN a ``source`` names: a model object, or anything
+    ``PFN.from_pretrained`` opens (a saved folder, a run folder, a checkpoint, a W&B
+    reference, a Hub id). Nothing loaded can run code. The longest context seen in training
+    comes from the model's provenance when it is known."""
+    if source is None:
+        raise ValueError(
+            "model=None: pass a trained PFN (the model train() returns), or a source "
+            "PFN.from_pretrained opens: a saved folder, a run folder (outputs/RUN) or a "
+            "step-N.pt checkpoint."
+        )
     if isinstance(source, torch.nn.Module):
         if not hasattr(source, "task") or not hasattr(source, "config"):
             raise TypeError(
                 f"model={type(source).__name__} is not a PFN; pass a model made by "
                 "pfn_transformers.PFN / train(), or the path of a run folder or checkpoint."
             )
-        if device is not None:
-            source = source.to(device)
-        return ResolvedModel(source)
-    if source is None:
-        raise ValueError(
-            "model=None: pass a trained PFN (the model train() returns), or the path of a run "
-            "folder (outputs/RUN), a checkpoints folder or a step-N.pt checkpoint."
-        )
-    if not isinstance(source, str | os.PathLike):
-        raise TypeError(
-            f"model={source!r} is not valid; pass a trained PFN or the path of a run folder "
-            "or checkpoint."
-        )
-    from . import checkpointing
+        model, origin = (source if device is None else source.to(device)), "model object"
+    elif isinstance(source, str | os.PathLike):
+        from .model.pfn import PFNModel
 
-    path = Path(source)
-    if path.is_dir() and (path / "checkpoints").is_dir():
-        path = path / "checkpoints"  # a run folder
-    model, _, meta = checkpointing.load_checkpoint(path, device=device or "cpu")
-    tc = meta.training_config if isinstance(meta.training_config, dict) else {}
-    seq_len = tc.get("seq_len")
-    return ResolvedModel(model, int(seq_len) if seq_len else None, str(meta.path))
+        model, origin = PFNModel.from_pretrained(source, device=device or "cpu"), str(source)
+    else:
+        raise TypeError(
+            f"model={source!r} is not valid; pass a trained PFN or the path of a run folder, "
+            "saved folder or checkpoint."
+        )
+    training = (getattr(model, "provenance", None) or {}).get("training") or {}
+    seq_len = training.get("seq_len")
+    return ResolvedModel(model, int(seq_len) if seq_len else None, origin)
 
 
 # ---------------------------------------------------------------------------- ranges

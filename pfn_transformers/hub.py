@@ -38,6 +38,7 @@ from huggingface_hub import ModelHubMixin
 from . import checkpointing
 from .model.configs import ConfigError, config_from_dict
 from .runs import (
+    CHECKPOINT_DIR,
     EVAL_FILE,
     Run,
     RunNotFoundError,
@@ -364,8 +365,11 @@ def load_pretrained(
             return load_folder(path, device)
         if is_run_dir(path):
             return load_run(path, step, device)
-        if checkpointing.list_checkpoints(path):
-            return load_checkpoint_file(checkpointing.find_checkpoint(path, step), device)
+        # a folder of step-N.pt files, or one holding them in checkpoints/ (a train() run
+        # with TrainingConfig(checkpoint_dir="RUN/checkpoints") but no pfn CLI files)
+        for folder in (path, path / CHECKPOINT_DIR):
+            if folder.is_dir() and checkpointing.list_checkpoints(folder):
+                return load_checkpoint_file(checkpointing.find_checkpoint(folder, step), device)
         raise PretrainedError(
             f"{path} is a folder, but neither a saved model ({CONFIG_FILE} + {WEIGHTS_FILE}), "
             f"nor a run, nor a folder of step-N.pt checkpoints; {_SOURCE_HINT}."
