@@ -141,7 +141,9 @@ def run_sample(cfg: DictConfig) -> dict[str, Any]:
     try:
         if supervised:
             record.update(
-                _sample_supervised(cfg, model, prior, input_dim, num_samples, temperature, device)
+                _sample_supervised(
+                    cfg, model, prior, input_dim, num_samples, temperature, device, loaded.seq_len
+                )
             )
         else:
             record.update(
@@ -167,7 +169,31 @@ def run_sample(cfg: DictConfig) -> dict[str, Any]:
     return {"out_dir": str(out_dir), "files": files, "shape": list(shape)}
 
 
-def _sample_supervised(cfg, model, prior, input_dim, num_samples, temperature, device):
+def warn_past_trained(what: str, length: int, trained: int) -> None:
+    """Say so when sampling runs past the sequence length the model was trained on: the
+    predictions there are extrapolation (no loss ever reached those positions)."""
+    if length > trained:
+        log.warning(
+            "%s needs %d positions but the model was trained on sequences of %d; draws past "
+            "position %d are extrapolation. Shorten it to stay within what was trained.",
+            what,
+            length,
+            trained,
+            trained,
+        )
+
+
+def _num_query(ctx: DictConfig, n: int, trained: int) -> int:
+    """context.num_query, or by default what fits after n context points in the trained
+    length (joint draws make every query a position of the sequence)."""
+    m = ctx.get("num_query")
+    m = max(1, trained - n) if m is None else int(m)
+    if n < 0 or m < 1:
+        raise CliError(f"context.n={n}, context.num_query={m}: need n >= 0 and num_query >= 1.")
+    return m
+
+
+def _sample_supervised(cfg, model, prior, input_dim, num_samples, temperature, device, trained):
     import torch
 
     from pfn_transformers import sample_batch
@@ -176,18 +202,21 @@ def _sample_supervised(cfg, model, prior, input_dim, num_samples, temperature, d
     if str(ctx.source) == "file":
         x_ctx, y_ctx, x_query = _file_context(ctx, input_dim)
         y_true = None
-        if x_query is None:
-            x_query = _query_grid(prior, x_ctx, int(ctx.num_query)) if input_dim == 1 else x_ctx
+        if x_query is None and input_dim == 1:
+            x_query = _query_grid(prior, x_ctx, _num_query(ctx, x_ctx.shape[0], trained))
+        elif x_query is None:
+            x_query = x_ctx
     else:
-        n, m = int(ctx.n), int(ctx.num_query)
-        if n < 0 or m < 1:
-            raise CliError(f"context.n={n}, context.num_query={m}: need n >= 0 and num_query >= 1.")
+        n = int(ctx.n)
+        m = _num_query(ctx, n, trained)
         x, y = sample_batch(prior, 1, n + m)
         x_ctx, y_ctx = x[0, :n], y[0, :n]
         x_query, y_true = x[0, n:], y[0, n:]
         if input_dim == 1:
             order = torch.argsort(x_query[:, 0])
             x_query, y_true = x_query[order], y_true[order]
+    n, m = x_ctx.shape[0], x_query.shape[0]
+    warn_past_trained(f"{n} context points + {m} query points", n + m, trained)
     ydtype = torch.long if getattr(model, "discrete_y", False) else torch.float32
     samples = model.sample_posterior_predictive(
         x_ctx.unsqueeze(0).to(device),
@@ -211,6 +240,7 @@ def _sample_unsupervised(cfg, loaded, model, prior, num_samples, temperature, de
 
     ctx = cfg.context
     seq_len = int(cfg.get("seq_len") or loaded.seq_len)
+    warn_past_trained(f"seq_len={seq_len}", seq_len, loaded.seq_len)
     prefix = None
     if str(ctx.source) == "prior" and int(ctx.n) > 0:
         _, y = sample_batch(prior, 1, int(ctx.n))

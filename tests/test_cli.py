@@ -194,6 +194,27 @@ def test_sample_multirun_over_both_runs(linear_run, coin_run, workdir):
     assert (out / "samples.csv").read_text().startswith("sample,t0,t1")
 
 
+def test_sample_keeps_within_the_trained_length_and_warns_beyond(linear_run, coin_run, workdir):
+    """The tiny runs trained on sequences of 16: by default 10 context points leave room for
+    6 queries; asking for more (or a longer rollout) works but says it extrapolates."""
+    import torch
+
+    proc = run_pfn(["sample", f"run={linear_run}", "num_samples=2", "out=fit"], workdir)
+    data = torch.load(workdir / "fit" / "samples.pt", weights_only=False)
+    assert tuple(data["samples"].shape) == (2, 6)
+    assert "extrapolation" not in proc.stderr + proc.stdout
+    proc = run_pfn(
+        ["sample", f"run={linear_run}", "num_samples=2", "context.num_query=20", "out=far"], workdir
+    )
+    said = proc.stdout + proc.stderr  # the log goes to the console (hydra/job_logging: stdout)
+    assert "needs 30 positions but the model was trained on sequences of 16" in said
+    proc = run_pfn(
+        ["sample", f"run={coin_run}", "num_samples=2", "seq_len=40", "out=roll"], workdir
+    )
+    said = proc.stdout + proc.stderr
+    assert "seq_len=40 needs 40 positions" in said and "extrapolation" in said
+
+
 def test_sample_context_from_file(linear_run, workdir):
     import torch
 
