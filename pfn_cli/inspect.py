@@ -106,7 +106,7 @@ def _context(cfg: DictConfig, model: Any, prior: Any) -> tuple[Any, Any, str]:
         input_dim = model.config.input_dim if model.supervised else None
         x, y, _ = _file_context(ctx, input_dim)
         if model.discrete_y:
-            k = int(model.W_y.shape[0])
+            k = int(model.config.d_vocab)
             if not bool((y == y.round()).all()) or int(y.min()) < 0 or int(y.max()) >= k:
                 raise CliError(
                     f"context.path={ctx.path}: column {ctx.get('y_column') or 'y'!r} must hold "

@@ -18,7 +18,14 @@ def supervised_configs():
         yield RegressionConfig(**SMALL, input_dim=D, mask_type=mask, prediction_type="point")
         yield RegressionConfig(**SMALL, input_dim=D, mask_type=mask, bucket_support="bounded")
         yield ClassificationConfig(**SMALL, input_dim=D, num_classes=4, mask_type=mask)
+        yield ClassificationConfig(
+            **SMALL, input_dim=D, num_classes=4, mask_type=mask, pair_encoder="joint"
+        )
         yield RegressionConfig(**SMALL, input_dim=D, mask_type=mask, x_encoder="linear")
+        # the architecture of models saved before the joint pair encoder and the MLP decoder
+        yield RegressionConfig(
+            **SMALL, input_dim=D, mask_type=mask, pair_encoder="sum", decoder="linear"
+        )
 
 
 def unsupervised_configs():
@@ -282,6 +289,29 @@ def test_mlp_x_encoder_adds_its_own_weights():
     assert extra == {"W_x2", "b_x2"}
     with pytest.raises(ConfigError, match="x_encoder='deep'"):
         RegressionConfig(x_encoder="deep")
+
+
+def test_pair_encoder_and_decoder_weights_and_standardised_y():
+    legacy = PFN(RegressionConfig(**SMALL, input_dim=D, pair_encoder="sum", decoder="linear"))
+    model = PFN(RegressionConfig(**SMALL, input_dim=D, y_min=-40.0, y_max=40.0))  # defaults
+    assert model.config.pair_encoder == "joint" and model.config.decoder == "mlp"
+    new = set(model.state_dict()) - set(legacy.state_dict())
+    assert {"W_xy", "b_xy", "W_xy2", "b_xy2"} <= new
+    assert {k.split(".")[0] for k in new} == {"W_xy", "b_xy", "W_xy2", "b_xy2", "decoder_mlp"}
+    assert set(legacy.state_dict()) - set(model.state_dict()) == {"W_y", "b_y"}
+    # y in the user's units reaches the pair encoder on a fixed scale: [-40, 40] -> about [-4, 4]
+    borders = model.bucketizer.borders
+    y = torch.stack([borders[1], (borders[1] + borders[-2]) / 2, borders[-2]])
+    torch.testing.assert_close(model._standardize_y(y), torch.tensor([-4.0, 0.0, 4.0]))
+    # the class of an observed pair changes its token (one-hot features of the joint encoder)
+    cls = PFN(ClassificationConfig(**SMALL, input_dim=D, num_classes=3, pair_encoder="joint"))
+    x = torch.randn(1, 1, D).expand(1, 3, D)  # the same x at every position
+    tok = cls._pair_tokens(x, torch.tensor([[0, 1, 2]]))
+    assert not torch.allclose(tok[0, 0], tok[0, 1]) and not torch.allclose(tok[0, 1], tok[0, 2])
+    with pytest.raises(ConfigError, match="pair_encoder='concat'"):
+        RegressionConfig(pair_encoder="concat")
+    with pytest.raises(ConfigError, match="decoder='deep'"):
+        RegressionConfig(decoder="deep")
 
 
 def test_cpu_bf16_autocast_uses_matmul_attention_and_auto_precision_follows_the_cpu():

@@ -69,7 +69,14 @@ class PFNModel(PretrainedMixin, HookedRootModule):
                 self.b_x2 = nn.Parameter(torch.zeros(d))
                 nn.init.normal_(self.W_x, std=1.0)
             self.token_type = nn.Parameter(torch.randn(2, d) * init)  # 0 = query, 1 = pair
-        if self.discrete_y:
+        self.joint_pairs = self.supervised and config.pair_encoder == "joint"
+        if self.joint_pairs:  # (x, y features) -> GELU(. W_xy + b_xy) W_xy2 + b_xy2
+            y_width = config.d_vocab if self.discrete_y else 1
+            self.W_xy = nn.Parameter(torch.randn(config.input_dim + y_width, d))
+            self.b_xy = nn.Parameter(torch.zeros(d))
+            self.W_xy2 = nn.Parameter(torch.randn(d, d) * d**-0.5)
+            self.b_xy2 = nn.Parameter(torch.zeros(d))
+        elif self.discrete_y:
             self.W_y = nn.Parameter(torch.randn(config.d_vocab, d) * init)
         else:
             self.W_y = nn.Parameter(torch.randn(1, d) * init)
@@ -119,7 +126,28 @@ class PFNModel(PretrainedMixin, HookedRootModule):
 
     def _pair_tokens(self, x: Tensor, y: Tensor, ex: Tensor | None = None) -> Tensor:
         """Tokens of observed (x, y) pairs; ``ex`` reuses an already computed x embedding."""
-        return (self._embed_x(x) if ex is None else ex) + self._embed_y(y) + self.token_type[1]
+        ex = self._embed_x(x) if ex is None else ex
+        ey = self._embed_pair(x, y) if self.joint_pairs else self._embed_y(y)
+        return ex + ey + self.token_type[1]
+
+    def _embed_pair(self, x: Tensor, y: Tensor) -> Tensor:
+        """The joint encoder's part of a pair token: an MLP of x and y's features."""
+        if self.discrete_y:
+            k = self.W_xy.shape[0] - x.shape[-1]
+            feats = F.one_hot(y.long().clamp(0, k - 1), k).to(self.W_xy.dtype)
+        else:
+            feats = self._standardize_y(y.to(self.W_xy.dtype)).unsqueeze(-1)
+        h = torch.cat([x.to(self.W_xy.dtype), feats], dim=-1) @ self.W_xy + self.b_xy
+        return F.gelu(h) @ self.W_xy2 + self.b_xy2
+
+    def _standardize_y(self, y: Tensor) -> Tensor:
+        """y on the scale of x, whatever the user's units: the bar head's inner range (about
+        +-4 prior standard deviations for the CLI's suggested range) maps to [-4, 4]."""
+        if self.bucketizer is None:
+            return y
+        b = self.bucketizer.borders
+        lo, hi = (b[1], b[-2]) if self.bucketizer.support == "unbounded" else (b[0], b[-1])
+        return (y - (lo + hi) / 2) * (8 / (hi - lo))
 
     def _start(self, batch: int) -> Tensor:
         return self.start_token.expand(batch, 1, -1)
