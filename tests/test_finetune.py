@@ -70,7 +70,7 @@ def test_fine_tuning_starts_from_the_source_weights_and_records_its_parent(sourc
     assert parent["step"] == 6 and parent["prior"]["class"].endswith("LinearRegressionPrior")
     payload = checkpointing.read_checkpoint(tmp_path / "ckpt" / "step-4.pt")
     assert payload["provenance"]["parent"]["source"] == str(source)
-    steps = {int(s["step"]) for s in payload["optimizer_state"]["state"].values()}
+    steps = {int(s["step"]) for s in payload["optimizer_state"]["adamw"]["state"].values()}
     assert steps == {4}  # a fresh optimizer: 4 updates, not the source's 6 + 4
     assert model.config.to_dict() == CONFIG.to_dict()  # buckets and architecture kept
     model.save_pretrained(tmp_path / "tuned")

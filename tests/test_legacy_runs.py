@@ -84,6 +84,8 @@ def test_legacy_checkpoint_resumes_through_train(legacy_copy: Path) -> None:
     resumed = torch.load(legacy_copy / "checkpoints" / "step-23.pt", weights_only=True)
     assert resumed["step"] == 23
     assert resumed["model_config"]["decoder"] == "linear"  # saved explicitly from now on
+    assert tc.optimizer == "muon"  # today's default, yet the old run keeps its AdamW
+    assert resumed["training_config"]["optimizer"] == "adamw"
 
 
 def test_resume_refuses_an_architecture_the_checkpoint_contradicts(legacy_copy: Path) -> None:

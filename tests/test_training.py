@@ -30,6 +30,7 @@ from pfn_transformers.bayes import Likelihood, Prior
 from pfn_transformers.checkpointing import CheckpointError, CheckpointNotFoundError
 from pfn_transformers.task import IncompatibleTaskError
 from pfn_transformers.training import NonFiniteLossError, lr_factor
+from pfn_transformers.training.optim import make_optimizer
 
 TINY = RegressionConfig(d_model=32, n_layers=2, n_heads=2, input_dim=1, d_vocab=20)
 
@@ -218,7 +219,8 @@ def test_occasional_non_finite_batches_are_skipped_and_counted(tmp_path):
     assert all(r["loss_avg"] is not None and math.isfinite(r["loss_avg"]) for r in records)
     assert all(torch.isfinite(p).all() for p in model.parameters())
     _, opt_state, meta = checkpointing.load_checkpoint(tmp_path / "step-40.pt", load_optimizer=True)
-    steps = {int(s["step"]) for s in opt_state["state"].values()}
+    adamw = opt_state["adamw"]  # the default optimizer: Muon + AdamW
+    steps = {int(s["step"]) for s in adamw["state"].values()}
     assert steps == {35}  # AdamW counted only the 35 real updates
 
 
@@ -250,12 +252,21 @@ def test_scattered_non_finite_steps_stop_the_run_past_max_10_or_1_percent(
     assert f"last good checkpoint is {ckpts / f'step-{last_save}.pt'}" in msg
 
 
-def test_a_finite_loss_with_a_non_finite_gradient_skips_the_update():
+def optimizer_moments(optimizer) -> dict:
+    """The per-parameter state (moments, momentum buffers, step counts) of an optimizer,
+    without its param_groups (the schedule changes their lr every step, skipped or not)."""
+    sd = optimizer.state_dict()
+    return {k: v["state"] for k, v in sd.items()} if "muon" in sd else sd["state"]
+
+
+@pytest.mark.parametrize("optimizer", ["muon", "adamw"])
+def test_a_finite_loss_with_a_non_finite_gradient_skips_the_update(optimizer):
     from pfn_transformers.training.distributed import DistributedContext
     from pfn_transformers.training.state import build_state
     from pfn_transformers.training.step import TrainStep
 
-    state = build_state(TINY, moving(), DistributedContext.from_env(torch.device("cpu")))
+    cfg = moving(optimizer=optimizer)
+    state = build_state(TINY, cfg, DistributedContext.from_env(torch.device("cpu")))
     step = TrainStep(state)
     poisoned = [False]
     # an inf in one weight's gradient, as a numerically unstable backward would produce
@@ -264,13 +275,14 @@ def test_a_finite_loss_with_a_non_finite_gradient_skips_the_update():
     x, y = linear_gen().generate_batch(8, 12)
     step(x, y)
     before = copy.deepcopy(state.model.state_dict())
-    moments = copy.deepcopy(state.optimizer.state_dict()["state"])
+    moments = copy.deepcopy(optimizer_moments(state.optimizer))
+    assert (len(moments["muon"]) and len(moments["adamw"])) if optimizer == "muon" else moments
     poisoned[0] = True
     loss = step(x, y)
     assert torch.isfinite(loss)  # the loss is fine: only the gradient check can catch this
     assert step.stats.read()["skipped"] == 1 and step.stats.read()["skipped_in_a_row"] == 1
     assert_same_tensors(state.model.state_dict(), before, "weights")
-    assert_same_tensors(state.optimizer.state_dict()["state"], moments, "AdamW state")
+    assert_same_tensors(optimizer_moments(state.optimizer), moments, f"{optimizer} state")
     poisoned[0] = False
     step(x, y)
     assert step.stats.read()["skipped_in_a_row"] == 0
@@ -573,3 +585,28 @@ def test_one_checkpoint_not_found_error_for_local_and_wandb_lookups():
 
     assert pw.CheckpointNotFoundError is CheckpointNotFoundError
     assert issubclass(CheckpointNotFoundError, FileNotFoundError | LookupError)
+
+
+def test_muon_runs_its_groups_at_multiples_of_the_logged_rate_and_falls_back_to_adamw(tmp_path):
+    tc = moving(
+        num_steps=3,
+        learning_rate=2e-3,
+        muon_lr_ratio=4.0,
+        adamw_lr_ratio=3.0,
+        lr_schedule="constant",
+        metrics_path=str(tmp_path / "m.jsonl"),
+    )
+    train(linear_gen(), TINY, tc)
+    assert [r["lr"] for r in read_metrics(tmp_path / "m.jsonl")] == pytest.approx([2e-3] * 3)
+    model = PFN(TINY)
+    optimizer = make_optimizer(model, tc)
+    rates = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    for name, p in model.named_parameters():
+        hidden = p.ndim == 2 and name.rsplit(".", 1)[-1] in ("W_in", "W_out", "W_x2", "W_xy2")
+        assert rates[id(p)] == pytest.approx(8e-3 if hidden else 6e-3), name
+    for name, p in model.named_parameters():  # nothing left for Muon: AdamW on the rest
+        if name.rsplit(".", 1)[-1] in ("W_in", "W_out", "W_x2", "W_xy2"):
+            p.requires_grad_(False)
+    fallback = make_optimizer(model, tc)
+    assert isinstance(fallback, torch.optim.AdamW)
+    assert [g["lr"] for g in fallback.param_groups] == pytest.approx([6e-3])

@@ -8,6 +8,7 @@ from dataclasses import dataclass
 from typing import Any
 
 LR_SCHEDULES = ("cosine", "constant")
+OPTIMIZERS = ("muon", "adamw")
 PRECISIONS = ("auto", "fp32", "bf16")
 # torch.compile modes accepted by TrainingConfig.compile besides True / False / "auto"
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -22,6 +23,10 @@ class TrainingConfig:
     """How to train. The extras beyond the spec:
 
     seed: seeds model init and data (rank r of a DDP run uses seed + r for data).
+    optimizer: "muon" (default) = Muon on the hidden 2-D weight matrices at
+        ``muon_lr_ratio * learning_rate`` and fused AdamW on the other parameters at
+        ``adamw_lr_ratio * learning_rate``; "adamw" = fused AdamW on everything at
+        ``learning_rate`` (see ``training/optim.py`` and the README for the measurements).
     lr_schedule: after warmup, "cosine" decays to ``min_lr_ratio * learning_rate``;
         "constant" keeps it.
     precision: "auto" = bf16 autocast where bf16 matmuls are native (CUDA with bf16, CPUs
@@ -64,6 +69,9 @@ class TrainingConfig:
     seed: int = 0
     lr_schedule: str = "cosine"
     min_lr_ratio: float = 0.1
+    optimizer: str = "muon"
+    muon_lr_ratio: float = 4.0
+    adamw_lr_ratio: float = 3.0
     precision: str = "auto"
     compile: bool | str = "auto"
     progress_bar: bool = True
@@ -114,7 +122,12 @@ class TrainingConfig:
             raise ValueError(
                 f"TrainingConfig.max_time_s={self.max_time_s!r} is not valid; use a value > 0 or None."
             )
+        for name in ("muon_lr_ratio", "adamw_lr_ratio"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or not isinstance(value, int | float) or not value > 0:
+                raise ValueError(f"TrainingConfig.{name}={value!r} is not valid; it must be > 0.")
         for name, value, valid in (
+            ("optimizer", self.optimizer, OPTIMIZERS),
             ("lr_schedule", self.lr_schedule, LR_SCHEDULES),
             ("precision", self.precision, PRECISIONS),
             ("wandb_mode", self.wandb_mode, WANDB_MODES),

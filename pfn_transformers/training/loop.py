@@ -39,6 +39,12 @@ from .state import TrainState, build_state
 from .step import NonFiniteGuard, StepStats, TrainStep, autocast
 
 
+def nominal_lr(scheduler: torch.optim.lr_scheduler.LRScheduler, tc: TrainingConfig) -> float:
+    """The schedule's current rate on ``tc.learning_rate``'s scale: the optimizer's groups may
+    run at multiples of it (``muon_lr_ratio``, ``adamw_lr_ratio``)."""
+    return scheduler.get_last_lr()[0] * tc.learning_rate / scheduler.base_lrs[0]
+
+
 def check_generator(
     data_generator: Any, model_config: ModelConfig, model_name: str | None = None
 ) -> BatchSource:
@@ -140,7 +146,7 @@ class _LogWindow:
             "step": state.step,
             "loss": _finite_or_none(losses[-1]),
             "loss_avg": sum(finite) / len(finite) if finite else None,
-            "lr": state.scheduler.get_last_lr()[0],
+            "lr": nominal_lr(state.scheduler, tc),
             "seq_per_s": (state.step - self.opened_step)
             * tc.batch_size
             * state.dist.world_size

@@ -7,6 +7,7 @@ the uninterrupted run's trajectory.
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import random
 from dataclasses import dataclass, field
@@ -22,6 +23,7 @@ from ..model.pfn import PFN, PFNModel
 from .config import TrainingConfig
 from .distributed import DistributedContext
 from .finetune import InitSource, apply_freeze, apply_init
+from .optim import make_optimizer
 
 
 def lr_factor(step: int, tc: TrainingConfig) -> float:
@@ -92,12 +94,17 @@ class TrainState:
         return self.dist.device
 
 
-def make_optimizer(model: nn.Module, tc: TrainingConfig) -> torch.optim.Optimizer:
-    """AdamW with the fused kernel: one kernel for the whole update, and it can skip a step
-    on the device (``found_inf``) when the loss or a gradient is not finite. Frozen
-    parameters (``requires_grad=False``) are left out."""
-    params = [p for p in model.parameters() if p.requires_grad]
-    return torch.optim.AdamW(params, lr=tc.learning_rate, weight_decay=tc.weight_decay, fused=True)
+# Optimizer fields of the training config: a resumed run keeps them (its optimizer state fits
+# no other optimizer); a checkpoint saved before "optimizer" existed was trained with AdamW.
+OPTIMIZER_FIELDS = ("optimizer", "muon_lr_ratio", "adamw_lr_ratio")
+LEGACY_OPTIMIZER = {"optimizer": "adamw"}
+
+
+def resumed_training_config(tc: TrainingConfig, saved: dict[str, Any] | None) -> TrainingConfig:
+    """``tc`` with the optimizer fields of the checkpoint's own training config."""
+    saved = {**LEGACY_OPTIMIZER, **(saved or {})}
+    keep = {k: saved[k] for k in OPTIMIZER_FIELDS if k in saved and saved[k] != getattr(tc, k)}
+    return dataclasses.replace(tc, **keep) if keep else tc
 
 
 def resumed_model_config(passed: ModelConfig, saved: dict[str, Any], source: Path) -> ModelConfig:
@@ -142,6 +149,7 @@ def build_state(
         last_checkpoint = resolve_resume(resume_from)
         payload = checkpointing.read_checkpoint(last_checkpoint)
         model_config = resumed_model_config(model_config, payload["model_config"], last_checkpoint)
+        tc = resumed_training_config(tc, payload.get("training_config"))
     torch.manual_seed(tc.seed)
     random.seed(tc.seed)
     model = PFN(model_config)
@@ -157,9 +165,10 @@ def build_state(
         model.load_state_dict(payload["model_state"])
         if payload.get("optimizer_state"):
             optimizer.load_state_dict(payload["optimizer_state"])
-            for group in optimizer.param_groups:  # checkpoints of older versions: not fused
-                group["fused"] = True
-                group["foreach"] = None
+            if isinstance(optimizer, torch.optim.AdamW):  # older AdamW checkpoints: not fused
+                for group in optimizer.param_groups:
+                    group["fused"] = True
+                    group["foreach"] = None
         if payload.get("scheduler_state"):
             scheduler.load_state_dict(payload["scheduler_state"])
         start_step = int(payload["step"])
