@@ -520,3 +520,15 @@ def test_an_unwritable_outputs_folder_is_refused_before_training(tmp_path, multi
     assert proc.returncode == 2 and "Traceback" not in proc.stderr
     assert "cannot write runs there" in proc.stderr and "Not a directory" in proc.stderr
     assert "Training" not in proc.stdout + proc.stderr  # refused before any training
+
+
+def test_the_cli_picks_a_short_openmp_spin_unless_the_environment_chose():
+    from pfn_cli.main import set_openmp_waiting
+
+    env: dict[str, str] = {}
+    set_openmp_waiting(env)
+    assert env == {"GOMP_SPINCOUNT": "3000"}
+    for chosen in ({"OMP_WAIT_POLICY": "PASSIVE"}, {"GOMP_SPINCOUNT": "99"}):
+        env = dict(chosen)
+        set_openmp_waiting(env)
+        assert env == chosen
