@@ -47,6 +47,7 @@ from pfn_transformers.evaluation import (  # noqa: E402
     evaluate,
     plot_evaluation,
     plot_predictive_bands,
+    predictive_draws,
 )
 
 RESULTS = ROOT / "benchmarks" / "results" / "quality.json"
@@ -126,7 +127,7 @@ TASKS: dict[str, dict[str, Any]] = {
         "train": {
             "batch_size": 64,
             "num_steps": 12000,
-            "learning_rate": 3e-3,
+            "learning_rate": 1e-3,  # Muon's groups run at 4x, AdamW's at 3x (the default)
             "warmup_steps": 500,
             "precision": "bf16",
         },
@@ -151,7 +152,7 @@ TASKS: dict[str, dict[str, Any]] = {
         "train": {
             "batch_size": 64,
             "num_steps": 12000,
-            "learning_rate": 3e-3,
+            "learning_rate": 1e-3,  # Muon's groups run at 4x, AdamW's at 3x (the default)
             "warmup_steps": 500,
             "precision": "bf16",
         },
@@ -335,6 +336,7 @@ def run_task(
             plot_predictive_bands(model, prior, out / "predictive_bands.png", num_context=8)
     ex = res["excess_nll"]
     floor = res.get("floor_excess_nll")
+    tails = draws_outside(model, prior, task["seq_len"], seed)
     return {
         "task": name,
         "title": task["title"],
@@ -364,10 +366,24 @@ def run_task(
         "accuracy": res["accuracy"]["mean"] if res["accuracy"] else None,
         "mse": res["mse"]["mean"] if res["mse"] else None,
         "exact_mse": res["exact_mse"]["mean"] if res["exact_mse"] else None,
+        "draws_outside_999": tails,
         "meets_target": ex["mean"] is not None and ex["mean"] <= task["target"],
         "eval_time_s": res["eval_time_s"],
         "num_eval_datasets": num_datasets,
     }
+
+
+def draws_outside(model: Any, prior: Any, seq_len: int, seed: int) -> dict[str, float] | None:
+    """Share of marginal and joint posterior-predictive draws outside the exact 99.9%
+    interval (``predictive_draws``) after a context of a third of the sequence; None for
+    discrete models and priors without an exact predictive CDF."""
+    if getattr(model, "discrete_y", False) or not hasattr(prior, "exact_predictive_cdf"):
+        return None
+    context = seq_len // 3
+    r = predictive_draws(
+        model, prior, context=context, num_query=seq_len - context, num_datasets=256, seed=seed
+    )
+    return {"marginal": r["marginal"]["outside"], "joint": r["joint"]["outside"]}
 
 
 def _last_logged(path: Path, key: str, default: Any) -> Any:
@@ -385,6 +401,12 @@ def _fmt(v: float | None, digits: int = 4) -> str:
     return "-" if v is None or (isinstance(v, float) and math.isnan(v)) else f"{v:.{digits}f}"
 
 
+def _fmt_tails(tails: dict[str, float] | None) -> str:
+    if tails is None:
+        return "-"
+    return f"{100 * tails['marginal']:.2f}% / {100 * tails['joint']:.2f}%"
+
+
 def print_table(rows: list[dict[str, Any]]) -> None:
     from rich.console import Console
     from rich.table import Table
@@ -399,6 +421,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
         ("exact NLL", "right"),
         ("PFN NLL", "right"),
         ("floor", "right"),
+        ("outside 99.9% m / j", "right"),
         ("ok", "center"),
     ):
         table.add_column(col, justify=justify)
@@ -412,6 +435,7 @@ def print_table(rows: list[dict[str, Any]]) -> None:
             _fmt(r["exact_nll"]),
             _fmt(r["pfn_nll"]),
             _fmt(r["floor_excess_nll"]),
+            _fmt_tails(r.get("draws_outside_999")),
             "[green]yes[/green]" if r["meets_target"] else "[red]no[/red]",
         )
     Console(width=max(Console().width, 130)).print(table)

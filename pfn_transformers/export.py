@@ -166,6 +166,8 @@ def describe_io(model: Any, names: list[str]) -> dict[str, Any]:
     if model.bucketizer is not None:
         info["bucket_borders"] = model.bucketizer.borders.detach().cpu().tolist()
         info["bucket_support"] = model.bucketizer.support
+        if model.bucketizer.support == "unbounded":  # half-normal scales of the two tails
+            info["bucket_tail_scales"] = model.bucketizer.tail_scales.detach().cpu().tolist()
     return info
 
 

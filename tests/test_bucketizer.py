@@ -16,8 +16,16 @@ import torch
 
 from pfn_transformers.model.bucketizer import Bucketizer, estimate_riemann_borders
 
-SUPPORTS = ["bounded", "unbounded"]
+# "unbounded-wide": tails at least half the inner range (tail_scale=0.5: the left tail takes
+# that floor, the right keeps its edge-width scale), so each check also covers the floor
+SUPPORTS = ["bounded", "unbounded", "unbounded-wide"]
 BORDERS = [-2.0, -1.0, -0.25, 0.0, 0.5, 1.5, 3.0]  # uneven widths on purpose
+
+
+def _make(support: str) -> Bucketizer:
+    if support == "unbounded-wide":
+        return Bucketizer(BORDERS, support="unbounded", tail_scale=0.5)
+    return Bucketizer(BORDERS, support=support)
 
 
 def _logits(k: int, n: int = 3, seed: int = 0, tail_boost: float = 0.0) -> torch.Tensor:
@@ -90,9 +98,26 @@ def test_unbounded_tail_construction() -> None:
     assert torch.allclose(bz.log_prob(logits, y), expected, rtol=1e-6)
 
 
+def test_tail_scale_floors_the_tails_at_a_share_of_the_inner_range() -> None:
+    """Many narrow buckets give a narrow edge, so without the floor a target just past the
+    range costs tens of nats; with it the tail scale is tail_scale * inner range."""
+    narrow = Bucketizer.uniform(-1.0, 1.0, 256)
+    wide = Bucketizer.uniform(-1.0, 1.0, 256, tail_scale=0.05)
+    inner = float(narrow.borders[-2] - narrow.borders[1])
+    assert torch.allclose(wide.tail_scales, torch.full((2,), 0.05 * inner))
+    assert float(narrow.tail_scales.max()) < 0.02 * inner
+    logits = torch.zeros(256)
+    past = torch.tensor(1.25)  # an eighth of the range beyond the right border
+    assert float(narrow.log_prob(logits, past)) < -60
+    assert float(wide.log_prob(logits, past)) > -10
+    # the floor only widens: a wide edge bucket keeps its own scale
+    coarse = Bucketizer.uniform(-1.0, 1.0, 4, tail_scale=0.05)
+    assert torch.equal(coarse.tail_scales, Bucketizer.uniform(-1.0, 1.0, 4).tail_scales)
+
+
 @pytest.mark.parametrize("support", SUPPORTS)
 def test_density_integrates_to_one(support: str) -> None:
-    bz = Bucketizer(BORDERS, support=support)
+    bz = _make(support)
     logits = _logits(bz.num_buckets, tail_boost=1.0)
     y = _grid(bz)
     density = bz.log_prob(logits[:, None], y).exp()
@@ -115,7 +140,7 @@ def test_bounded_outside_support() -> None:
 @pytest.mark.parametrize("support", SUPPORTS)
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 def test_log_bucket_densities_equal_log_prob_at_centers(support: str, dtype: torch.dtype) -> None:
-    bz = Bucketizer(BORDERS, support=support)
+    bz = _make(support)
     logits = _logits(bz.num_buckets, n=4).to(dtype)
     lbd = bz.log_bucket_densities(logits)
     assert lbd.shape == (4, bz.num_buckets)
@@ -123,14 +148,14 @@ def test_log_bucket_densities_equal_log_prob_at_centers(support: str, dtype: tor
     # inner buckets are mass / width; unbounded tails are not (the old bug ignored them)
     inner = logits.log_softmax(-1) - bz.widths.to(dtype).log()
     assert torch.allclose(lbd[:, 1:-1], inner[:, 1:-1])
-    if support == "unbounded":
+    if support != "bounded":
         assert not torch.allclose(lbd[:, [0, -1]], inner[:, [0, -1]])
 
 
 # ---------------------------------------------------------------------------- cdf family
 @pytest.mark.parametrize("support", SUPPORTS)
 def test_cdf_icdf_quantile(support: str) -> None:
-    bz = Bucketizer(BORDERS, support=support)
+    bz = _make(support)
     logits = _logits(bz.num_buckets, tail_boost=1.0)
     y = _grid(bz, 200_001)
     density = bz.log_prob(logits[:, None], y).exp()
@@ -151,7 +176,7 @@ def test_cdf_icdf_quantile(support: str) -> None:
     assert torch.allclose(bz.cdf(logits, median), torch.full((3,), 0.5, dtype=torch.float64))
     assert torch.allclose(bz.quantile(logits, torch.tensor(0.5)), median)
     assert torch.isnan(bz.icdf(logits, torch.tensor(1.5))).all()
-    if support == "unbounded":
+    if support != "bounded":
         ends = bz.icdf(logits[:, None], torch.tensor([0.0, 1.0], dtype=torch.float64))
         assert (ends[:, 0] == -math.inf).all() and (ends[:, 1] == math.inf).all()
         far = bz.icdf(logits[:1], torch.tensor(1e-9, dtype=torch.float64))
@@ -168,7 +193,7 @@ def test_float32_icdf_far_tail_is_finite() -> None:
 
 @pytest.mark.parametrize("support", SUPPORTS)
 def test_mean_variance_match_integral_and_samples(support: str) -> None:
-    bz = Bucketizer(BORDERS, support=support)
+    bz = _make(support)
     logits = _logits(bz.num_buckets, tail_boost=1.0)
     y = _grid(bz)
     density = bz.log_prob(logits[:, None], y).exp()
@@ -190,13 +215,13 @@ def test_mean_variance_match_integral_and_samples(support: str) -> None:
 @pytest.mark.parametrize("support", SUPPORTS)
 @pytest.mark.parametrize("seed", [0, 1])
 def test_samples_match_cdf_ks(support: str, seed: int) -> None:
-    bz = Bucketizer(BORDERS, support=support)
+    bz = _make(support)
     logits = _logits(bz.num_buckets, n=1, seed=seed, tail_boost=1.5)[0]
-    if support == "unbounded":
+    if support != "bounded":
         assert logits.softmax(-1)[[0, -1]].sum() > 0.3  # the tails matter in this test
     g = torch.Generator().manual_seed(100 + seed)
     samples = bz.sample(logits, (5000,), generator=g)
-    if support == "unbounded":  # tails really produce values beyond the borders
+    if support != "bounded":  # tails really produce values beyond the borders
         assert (samples < bz.borders[0]).any() and (samples > bz.borders[-1]).any()
     else:
         assert samples.min() >= bz.borders[0] and samples.max() <= bz.borders[-1]
@@ -332,6 +357,7 @@ def test_riemann_borders_ignore_non_finite_and_reject_bad_input() -> None:
             {"borders": [0.0, 1.0, 2.0], "support": "unbounded"},
             r"borders=\[0.0, 1.0, 2.0\].*2 bucket",
         ),
+        ({"borders": [0.0, 1.0, 2.0, 3.0], "tail_scale": -0.1}, r"tail_scale=-0.1.*>= 0"),
         (
             {"borders": [0.0, 1.0, 2.0], "support": "half"},
             r"support='half'.*'bounded', 'unbounded'",

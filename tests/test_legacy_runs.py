@@ -17,7 +17,7 @@ import pytest
 import torch
 from cli_helpers import read_status, run_pfn
 
-from pfn_transformers import RegressionConfig, TrainingConfig, checkpointing, train
+from pfn_transformers import PFN, RegressionConfig, TrainingConfig, checkpointing, train
 from pfn_transformers.model.configs import LEGACY_DEFAULTS, ConfigError, config_from_dict
 from pfn_transformers.priors import LinearRegressionPrior
 
@@ -47,6 +47,10 @@ def test_new_configs_get_the_new_decoder_and_old_dicts_the_old_one() -> None:
     assert config_from_dict(saved).decoder == LEGACY_DEFAULTS["decoder"] == "linear"
     # a dict that names the field keeps it
     assert config_from_dict({**saved, "decoder": "mlp"}).decoder == "mlp"
+    # the same for the tails' scale floor
+    assert "tail_scale" not in saved and RegressionConfig().tail_scale == 0.05
+    assert config_from_dict(saved).tail_scale == 0.0
+    assert PFN(config_from_dict(saved)).bucketizer.tail_scale == 0.0
 
 
 def test_legacy_checkpoint_loads_with_its_architecture_and_numbers() -> None:

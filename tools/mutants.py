@@ -298,4 +298,49 @@ MUTANTS: list[Mutant] = [
         "        y = h.squeeze(-1) + max(self.noise_std, 0.01) * torch.randn(batch_size, seq_len, device=device)\n",
         ("tests/test_priors.py::test_mlp_prior_moments",),
     ),
+    # ------------------------------------------------------------------ issue 14 defaults
+    Mutant(
+        "legacy/old-config-gets-new-decoder",
+        "a config saved before the MLP decoder rebuilds with it and cannot load its weights",
+        "pfn_transformers/model/configs.py",
+        'LEGACY_DEFAULTS: dict[str, Any] = {"decoder": "linear", "pair_encoder": "sum", "tail_scale": 0.0}\n',
+        "LEGACY_DEFAULTS: dict[str, Any] = {}\n",
+        (
+            "tests/test_legacy_runs.py::test_new_configs_get_the_new_decoder_and_old_dicts_the_old_one",
+        ),
+    ),
+    Mutant(
+        "resume/optimizer-kind-not-kept",
+        "a run trained with AdamW resumes under Muon and drops (or chokes on) its state",
+        "pfn_transformers/training/state.py",
+        '        tc = resumed_training_config(tc, payload.get("training_config"))\n',
+        "",
+        ("tests/test_legacy_runs.py::test_legacy_checkpoint_resumes_through_train",),
+    ),
+    Mutant(
+        "muon/non-finite-step-not-undone",
+        "a step with a non-finite gradient still moves the Muon matrices",
+        "pfn_transformers/training/optim.py",
+        "                p.copy_(torch.where(skip, before, p))\n",
+        "",
+        (f"{TRAINING}::test_a_finite_loss_with_a_non_finite_gradient_skips_the_update[muon]",),
+    ),
+    Mutant(
+        "muon/rates-not-scaled",
+        "Muon's matrices train at the nominal rate, not muon_lr_ratio times it",
+        "pfn_transformers/training/optim.py",
+        "            lr=lr * muon_lr_ratio,\n",
+        "            lr=lr,\n",
+        (
+            f"{TRAINING}::test_muon_runs_its_groups_at_multiples_of_the_logged_rate_and_falls_back_to_adamw",
+        ),
+    ),
+    Mutant(
+        "sample/past-trained-length-silent",
+        "pfn sample draws past the trained sequence length without a word",
+        "pfn_cli/sample.py",
+        "    if length > trained:\n        log.warning(",
+        "    if False:\n        log.warning(",
+        ("tests/test_cli.py::test_sample_keeps_within_the_trained_length_and_warns_beyond",),
+    ),
 ]

@@ -36,6 +36,19 @@ _HN_LOG_NORM = 0.5 * math.log(2.0 / math.pi)
 _SQRT2 = math.sqrt(2.0)
 
 
+def _check_tail_scale(tail_scale: Any) -> float:
+    if (
+        isinstance(tail_scale, bool)
+        or not isinstance(tail_scale, numbers.Real)
+        or not (math.isfinite(tail_scale) and tail_scale >= 0)
+    ):
+        raise ValueError(
+            f"tail_scale={tail_scale!r} is not valid; use a finite number >= 0 (the smallest "
+            "half-normal tail scale as a fraction of the inner border range; 0 = edge width only)."
+        )
+    return float(tail_scale)
+
+
 def _fmt_values(t: Tensor) -> str:
     """Short rendering of a border tensor for error messages (long tensors are elided)."""
     vals = [round(v, 6) for v in t.detach().flatten().cpu().tolist()]
@@ -112,15 +125,26 @@ class Bucketizer(torch.nn.Module):
 
     borders: Tensor
 
-    def __init__(self, borders: Tensor | Sequence[float], support: str = "unbounded") -> None:
+    def __init__(
+        self,
+        borders: Tensor | Sequence[float],
+        support: str = "unbounded",
+        tail_scale: float = 0.0,
+    ) -> None:
         super().__init__()
         self.support = _check_support(support)
+        self.tail_scale = _check_tail_scale(tail_scale)
         self.register_buffer("borders", _validate_borders(borders, support))
 
     # ------------------------------------------------------------------ constructors
     @classmethod
     def uniform(
-        cls, y_min: float, y_max: float, num_buckets: int, support: str = "unbounded"
+        cls,
+        y_min: float,
+        y_max: float,
+        num_buckets: int,
+        support: str = "unbounded",
+        tail_scale: float = 0.0,
     ) -> Bucketizer:
         """Equal-width buckets over [y_min, y_max]."""
         support = _check_support(support)
@@ -142,7 +166,7 @@ class Bucketizer(torch.nn.Module):
                 "finite with y_min < y_max."
             )
         borders = torch.linspace(lo, hi, int(num_buckets) + 1, dtype=torch.float64)
-        return cls(borders.float(), support)
+        return cls(borders.float(), support, tail_scale)
 
     @classmethod
     def from_config(cls, config: Any) -> Bucketizer:
@@ -150,8 +174,9 @@ class Bucketizer(torch.nn.Module):
         name = type(config).__name__
         bucket_type = getattr(config, "bucket_type", None)
         support = getattr(config, "bucket_support", "unbounded")
+        tail_scale = getattr(config, "tail_scale", 0.0)
         if bucket_type == "uniform":
-            return cls.uniform(config.y_min, config.y_max, config.d_vocab, support)
+            return cls.uniform(config.y_min, config.y_max, config.d_vocab, support, tail_scale)
         if bucket_type == "riemann":
             borders = getattr(config, "riemann_borders", None)
             if borders is None:
@@ -159,7 +184,7 @@ class Bucketizer(torch.nn.Module):
                     f"{name}.riemann_borders=None is not valid with bucket_type='riemann'; pass "
                     "borders from estimate_riemann_borders(samples, num_buckets)."
                 )
-            bucketizer = cls(borders, support)
+            bucketizer = cls(borders, support, tail_scale)
             d_vocab = getattr(config, "d_vocab", None)
             if d_vocab is not None and d_vocab != bucketizer.num_buckets:
                 raise ValueError(
@@ -173,7 +198,10 @@ class Bucketizer(torch.nn.Module):
         )
 
     def extra_repr(self) -> str:
-        return f"num_buckets={self.num_buckets}, support={self.support!r}"
+        return (
+            f"num_buckets={self.num_buckets}, support={self.support!r}, "
+            f"tail_scale={self.tail_scale!r}"
+        )
 
     # ------------------------------------------------------------------ geometry
     @property
@@ -187,9 +215,16 @@ class Bucketizer(torch.nn.Module):
 
     @property
     def tail_scales(self) -> Tensor:
-        """Half-normal scales [2] (left, right) of the unbounded tails: width / median(HN(1))."""
+        """Half-normal scales [2] (left, right) of the unbounded tails: edge width / median(HN(1))
+        (half the tail's mass inside the edge bucket), and at least ``tail_scale`` times the
+        inner range ``borders[-2] - borders[1]``: with many narrow buckets the first rule alone
+        makes a target a little past the range cost tens of nats."""
         w = self.widths
-        return torch.stack([w[0], w[-1]]) / _HN_MEDIAN
+        scales = torch.stack([w[0], w[-1]]) / _HN_MEDIAN
+        if self.tail_scale > 0:
+            b = self.borders
+            scales = scales.clamp_min(self.tail_scale * float(b[-2] - b[1]))
+        return scales
 
     @property
     def centers(self) -> Tensor:
