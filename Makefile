@@ -70,7 +70,7 @@ $(PEER_VENV)/bin/python: pyproject.toml
 bench-peer: $(PEER_VENV)/bin/python ## Peer benchmark: ours vs automl/PFNs (pfns, pinned in PFNS_SPEC, own .venv-peer) on the same data, equal steps and equal time
 	$(PEER_VENV)/bin/python benchmarks/bench_peer.py
 
-bench-ablation: $(BIN)/pfn ## Ablation of the continuous defaults (MLP decoder, joint encoder, Muon), alone and combined, on the same batches
+bench-ablation: $(BIN)/pfn ## Ablation of the continuous defaults (MLP decoder, joint encoder, tail floor, Muon), alone and combined, on the same batches
 	$(PY) benchmarks/bench_ablation.py
 
 bench-finetune: $(BIN)/pfn ## Fine-tuning a linear-prior PFN on the polynomial prior vs training from scratch at the same budget, with forgetting

@@ -1,9 +1,10 @@
 """Ablation of the continuous-prior defaults (``make bench-ablation``): each change alone and combined.
 
-The defaults chosen against automl/PFNs (issue 14) are three config fields: an MLP decoder
-(``RegressionConfig.decoder``), the joint pair encoder (``pair_encoder``) and Muon on the
-hidden matrices (``TrainingConfig.optimizer``). Starting from the earlier recipe (linear
-decoder, sum encoder, AdamW), every variant switches some of them on; one more trains the
+The defaults chosen against automl/PFNs (issue 14) are four config fields: an MLP decoder
+(``RegressionConfig.decoder``), the joint pair encoder (``pair_encoder``), a floor on the
+half-normal tails' scale (``tail_scale``) and Muon on the hidden matrices
+(``TrainingConfig.optimizer``). Starting from the earlier recipe (linear decoder, sum
+encoder, edge-width tails, AdamW), every variant switches some of them on; one more trains the
 default model with AdamW at 3x the learning rate, to show that Muon's gain is not just its
 larger step. All variants train on the same batches (``SharedStream``) at bench-peer's
 settings (1,500 steps, batch 64, d_model 64, 2 layers, 4 heads, learning rate 1e-3, warmup
@@ -37,17 +38,22 @@ from continuous_tasks import TASKS, SharedStream, Task, exact_log_predictive, he
 
 from pfn_transformers import RegressionConfig, TrainingConfig, train  # noqa: E402
 
-BEFORE_MODEL = {"decoder": "linear", "pair_encoder": "sum"}
+BEFORE_MODEL = {"decoder": "linear", "pair_encoder": "sum", "tail_scale": 0.0}
 ADAMW = {"optimizer": "adamw"}
 
 # name: (description, model config fields, training config fields)
 VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
-    "before": ("linear decoder, sum encoder, AdamW (the earlier recipe)", BEFORE_MODEL, ADAMW),
-    "mlp_decoder": ("+ MLP decoder", {"pair_encoder": "sum"}, ADAMW),
-    "joint_encoder": ("+ joint pair encoder", {"decoder": "linear"}, ADAMW),
+    "before": (
+        "linear decoder, sum encoder, AdamW, edge-width tails (earlier)",
+        BEFORE_MODEL,
+        ADAMW,
+    ),
+    "mlp_decoder": ("+ MLP decoder", {**BEFORE_MODEL, "decoder": "mlp"}, ADAMW),
+    "joint_encoder": ("+ joint pair encoder", {**BEFORE_MODEL, "pair_encoder": "joint"}, ADAMW),
+    "tail_floor": ("+ tail scale floor 0.05", {**BEFORE_MODEL, "tail_scale": 0.05}, ADAMW),
     "muon": ("+ Muon", BEFORE_MODEL, {}),
-    "decoder_encoder": ("+ MLP decoder + joint encoder (AdamW)", {}, ADAMW),
-    "default": ("+ MLP decoder + joint encoder + Muon (the default)", {}, {}),
+    "no_tail_floor": ("+ MLP decoder + joint encoder + Muon", {"tail_scale": 0.0}, {}),
+    "default": ("+ all four (the default)", {}, {}),
     "default_adamw_3x": ("default model, AdamW at 3x the rate", {}, {**ADAMW, "lr_scale": 3.0}),
 }
 

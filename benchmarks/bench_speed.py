@@ -3,7 +3,8 @@
 1. Train step at the spec's Example 1 size (d_model 128, 4 layers, 4 heads, seq 64 = 129
    tokens, 100 uniform buckets), at batch 32 and 512: the library's ``TrainStep`` (fused,
    skippable AdamW, on-device checks) in fp32, bf16 autocast and compiled; a plain step
-   (model + foreach AdamW, no checks) to show the checks cost nothing; the explicit hooked
+   (model + foreach AdamW, no checks) to show the checks cost nothing; the library's step with
+   the earlier recipe (AdamW, linear decoder, sum encoder) to show what the defaults cost; the explicit hooked
    attention path; and a plain ``nn.TransformerEncoder`` of the same size and token count.
    Variants run round-robin so machine noise hits them alike; medians are reported.
 2. ``sample_batch`` throughput at batch 256 x 64.
@@ -27,6 +28,7 @@ import tempfile
 import time
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import torch
 from rich.console import Console
@@ -63,22 +65,35 @@ def example1_generator() -> DeterministicGenerator:
     )
 
 
-def example1_config() -> RegressionConfig:
+def example1_config(**fields: Any) -> RegressionConfig:
     return RegressionConfig(
         d_model=D_MODEL, n_layers=N_LAYERS, n_heads=N_HEADS, d_head=D_MODEL // N_HEADS,
         input_dim=INPUT_DIM, prediction_type="distribution", bucket_type="uniform",
-        d_vocab=BUCKETS, y_min=-5.0, y_max=5.0,
+        d_vocab=BUCKETS, y_min=-5.0, y_max=5.0, **fields,
     )  # fmt: skip
 
 
+# the recipe before issue 14's defaults (the step the new defaults must not slow by > 10%)
+EARLIER_MODEL = {"decoder": "linear", "pair_encoder": "sum", "tail_scale": 0.0}
+EARLIER_TRAINING = {"optimizer": "adamw"}
+
+
 def library_step(
-    precision: str, device: str, batch: int, compile_: bool | str = False, path: str = "auto"
+    precision: str,
+    device: str,
+    batch: int,
+    compile_: bool | str = False,
+    path: str = "auto",
+    earlier: bool = False,
 ) -> Callable[[], None]:
-    """One step of the library's TrainStep on a fixed batch."""
+    """One step of the library's TrainStep on a fixed batch (``earlier``: the recipe before
+    the MLP decoder, joint encoder, tail floor and Muon)."""
     tc = TrainingConfig(
-        batch_size=batch, seq_len=SEQ, precision=precision, compile=compile_, device=device
-    )
-    state = build_state(example1_config(), tc, DistributedContext.from_env(torch.device(device)))
+        batch_size=batch, seq_len=SEQ, precision=precision, compile=compile_, device=device,
+        **(EARLIER_TRAINING if earlier else {}),
+    )  # fmt: skip
+    config = example1_config(**(EARLIER_MODEL if earlier else {}))
+    state = build_state(config, tc, DistributedContext.from_env(torch.device(device)))
     state.model.set_attention_path(path)
     step = TrainStep(state)
     x, y = (t.to(device) for t in sample_batch(example1_generator(), batch, SEQ))
@@ -86,9 +101,9 @@ def library_step(
 
 
 def plain_step(device: str, batch: int) -> Callable[[], None]:
-    """The model with a plain foreach AdamW step and no on-device checks (the yardstick of
-    what the library's step adds)."""
-    model = PFN(example1_config()).to(device)
+    """The earlier recipe's model with a plain foreach AdamW step and no on-device checks (the
+    yardstick of what the library's step adds: compare "TrainStep fp32, earlier recipe")."""
+    model = PFN(example1_config(**EARLIER_MODEL)).to(device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
     x, y = (t.to(device) for t in sample_batch(example1_generator(), batch, SEQ))
 
@@ -169,7 +184,9 @@ def train_steps(device: str, batch: int, rounds: int, steps: int, compiled: bool
     variants = {
         "pfn TrainStep fp32": library_step("fp32", device, batch),
         "pfn TrainStep bf16 autocast": library_step("bf16", device, batch),
-        "pfn plain step fp32 (no checks)": plain_step(device, batch),
+        "pfn TrainStep fp32, earlier recipe": library_step("fp32", device, batch, earlier=True),
+        "pfn TrainStep bf16, earlier recipe": library_step("bf16", device, batch, earlier=True),
+        "pfn plain step fp32, earlier recipe (no checks)": plain_step(device, batch),
         "pfn explicit hooked path fp32": library_step("fp32", device, batch, path="explicit"),
         "nn.TransformerEncoder fp32": encoder_step("fp32", device, batch),
         "nn.TransformerEncoder bf16 autocast": encoder_step("bf16", device, batch),

@@ -49,6 +49,8 @@ def test_onnxruntime_matches_torch_at_two_context_lengths(config, tmp_path):
     assert info["inputs"]["x_context"]["shape"] == ["batch", "n_context", d]
     if model.bucketizer is not None:
         assert info["bucket_borders"] == model.bucketizer.borders.tolist()
+        if model.bucketizer.support == "unbounded":
+            assert info["bucket_tail_scales"] == model.bucketizer.tail_scales.tolist()
 
 
 def test_unsupervised_models_export_their_next_token_logits(tmp_path):

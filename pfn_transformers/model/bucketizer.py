@@ -223,7 +223,8 @@ class Bucketizer(torch.nn.Module):
         scales = torch.stack([w[0], w[-1]]) / _HN_MEDIAN
         if self.tail_scale > 0:
             b = self.borders
-            scales = scales.clamp_min(self.tail_scale * float(b[-2] - b[1]))
+            # tensor ops only: no host sync in a compiled step, and it works on meta tensors
+            scales = torch.maximum(scales, self.tail_scale * (b[-2] - b[1]))
         return scales
 
     @property
