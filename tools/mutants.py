@@ -343,4 +343,14 @@ MUTANTS: list[Mutant] = [
         "    if False:\n        log.warning(",
         ("tests/test_cli.py::test_sample_keeps_within_the_trained_length_and_warns_beyond",),
     ),
+    Mutant(
+        "tails/floor-ignored",
+        "tail_scale is accepted but the tails keep the edge-width scale (outliers cost tens of nats)",
+        "pfn_transformers/model/bucketizer.py",
+        "        if self.tail_scale > 0:\n",
+        "        if False:\n",
+        (
+            "tests/test_bucketizer.py::test_tail_scale_floors_the_tails_at_a_share_of_the_inner_range",
+        ),
+    ),
 ]
