@@ -550,8 +550,14 @@ def test_hooked_models_take_the_eager_step(monkeypatch):
 @pytest.mark.slow
 def test_inductor_compiled_step_on_cpu(tmp_path):
     torch._dynamo.reset()
-    eager, w_eager = _losses_and_weights(tmp_path, "eager", compile=False)
-    compiled, w_compiled = _losses_and_weights(tmp_path, "compiled", compile=True)
+    # AdamW: Muon orthogonalises each update, which turns the generated kernels' reassociation
+    # noise into O(1) changes along near-degenerate directions; the compiled graph (forward,
+    # backward, clipping) is the optimizer's input either way, and the aot_eager test above
+    # follows the Muon default bit for bit
+    eager, w_eager = _losses_and_weights(tmp_path, "eager", compile=False, optimizer="adamw")
+    compiled, w_compiled = _losses_and_weights(
+        tmp_path, "compiled", compile=True, optimizer="adamw"
+    )
     torch.manual_seed(0)
     moved = _max_diff(w_eager, PFN(TINY).state_dict())
     # generated kernels reassociate sums, so not bit for bit; far closer than training moved
