@@ -21,8 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -34,9 +32,14 @@ HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
 import machine  # noqa: E402
-from continuous_tasks import TASKS, SharedStream, Task, exact_log_predictive, heldout, summarize  # noqa: E402
-
-from pfn_transformers import RegressionConfig, TrainingConfig, train  # noqa: E402
+from continuous_tasks import (  # noqa: E402
+    TASKS,
+    SharedStream,
+    exact_log_predictive,
+    heldout,
+    summarize,
+    train_ours,
+)
 
 BEFORE_MODEL = {"decoder": "linear", "pair_encoder": "sum", "tail_scale": 0.0}
 ADAMW = {"optimizer": "adamw"}
@@ -58,41 +61,6 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
 }
 
 
-def train_variant(
-    task: Task, args: argparse.Namespace, model_fields: dict, train_fields: dict
-) -> tuple[Any, float]:
-    train_fields = dict(train_fields)
-    lr = args.lr * train_fields.pop("lr_scale", 1.0)
-    config = RegressionConfig(
-        d_model=args.d_model,
-        n_layers=args.n_layers,
-        n_heads=args.n_heads,
-        input_dim=task.input_dim,
-        d_vocab=args.buckets,
-        y_min=task.y_range[0],
-        y_max=task.y_range[1],
-        **model_fields,
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        tc = TrainingConfig(
-            batch_size=args.batch_size,
-            seq_len=task.seq_len,
-            num_steps=args.steps,
-            learning_rate=lr,
-            warmup_steps=args.warmup,
-            weight_decay=0.0,
-            log_every=max(1, args.steps // 10),
-            save_checkpoint=False,
-            checkpoint_dir=tmp,
-            progress_bar=False,
-            seed=args.seed,
-            **train_fields,
-        )
-        t0 = time.perf_counter()
-        model = train(SharedStream(task.prior, args.batch_size, args.seed), config, tc)
-        return model.eval(), time.perf_counter() - t0
-
-
 def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawTextHelpFormatter
@@ -107,6 +75,7 @@ def main() -> None:
     parser.add_argument("--n-heads", type=int, default=4)
     parser.add_argument("--lr", type=float, default=1e-3)
     parser.add_argument("--warmup", type=int, default=100)
+    parser.add_argument("--weight-decay", type=float, default=0.0)
     parser.add_argument("--buckets", type=int, default=256)
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "ablation.json")
@@ -123,7 +92,10 @@ def main() -> None:
         exact = exact_log_predictive(task, x, y)
         for v in variants:
             _, model_fields, train_fields = VARIANTS[v]
-            model, seconds = train_variant(task, args, model_fields, train_fields)
+            train_fields = dict(train_fields)
+            train_fields["learning_rate"] = args.lr * train_fields.pop("lr_scale", 1.0)
+            stream = SharedStream(task.prior, args.batch_size, args.seed)
+            model, seconds = train_ours(task, stream, args, args.steps, model_fields, train_fields)
             with torch.no_grad():
                 res = summarize(exact - model.log_predictive(x, y).double())
             results[v][name] = {"train_s": seconds, **res}

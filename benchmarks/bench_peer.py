@@ -25,8 +25,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import tempfile
-import time
 from pathlib import Path
 from typing import Any
 
@@ -46,43 +44,10 @@ from continuous_tasks import (  # noqa: E402
     exact_log_predictive,
     heldout,
     summarize,
+    train_ours,
 )
 
-from pfn_transformers import RegressionConfig, TrainingConfig, train  # noqa: E402
-
 RESULTS = HERE / "results"
-
-
-def train_ours(
-    task: Task, stream: SharedStream, args: argparse.Namespace, steps: int, model_extra: dict
-) -> tuple[Any, float]:
-    config = RegressionConfig(
-        d_model=args.d_model,
-        n_layers=args.n_layers,
-        n_heads=args.n_heads,
-        input_dim=task.input_dim,
-        d_vocab=args.buckets,
-        y_min=task.y_range[0],
-        y_max=task.y_range[1],
-        **model_extra,
-    )
-    with tempfile.TemporaryDirectory() as tmp:
-        tc = TrainingConfig(
-            batch_size=args.batch_size,
-            seq_len=task.seq_len,
-            num_steps=steps,
-            learning_rate=args.lr,
-            warmup_steps=args.warmup,
-            weight_decay=args.weight_decay,
-            log_every=max(1, steps // 10),
-            save_checkpoint=False,
-            checkpoint_dir=tmp,
-            progress_bar=False,
-            seed=args.seed,
-        )
-        t0 = time.perf_counter()
-        model = train(stream, config, tc)
-        return model.eval(), time.perf_counter() - t0
 
 
 def train_peer(task: Task, stream: SharedStream, args: argparse.Namespace, steps: int):
@@ -125,11 +90,11 @@ def run_task(task: Task, args: argparse.Namespace, console: Console) -> dict[str
     stream = lambda: SharedStream(task.prior, args.batch_size, args.seed)  # noqa: E731
     steps = args.steps
     peer_s = record("pfns", "pfns", steps, train_peer(task, stream(), args, steps))
-    ours_s = record("ours", "ours", steps, train_ours(task, stream(), args, steps, {}))
+    ours_s = record("ours", "ours", steps, train_ours(task, stream(), args, steps))
     if not args.no_equal_time:
         if ours_s < peer_s:
             more = round(steps * peer_s / ours_s)
-            record("ours_equal_time", "ours", more, train_ours(task, stream(), args, more, {}))
+            record("ours_equal_time", "ours", more, train_ours(task, stream(), args, more))
         else:
             more = round(steps * ours_s / peer_s)
             record("pfns_equal_time", "pfns", more, train_peer(task, stream(), args, more))

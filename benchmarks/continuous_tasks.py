@@ -8,13 +8,17 @@ Scoring is the paired excess NLL against the exact predictive, per context size 
 
 from __future__ import annotations
 
+import argparse
 import math
+import tempfile
+import time
 from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import Tensor
 
+from pfn_transformers import RegressionConfig, TrainingConfig, train
 from pfn_transformers import priors as P
 
 
@@ -129,3 +133,49 @@ def summarize(excess: Tensor) -> dict[str, Any]:
         "per_n": excess.mean(0).tolist(),
         "per_n_stderr": (excess.std(0) / math.sqrt(n)).tolist(),
     }
+
+
+def train_ours(
+    task: Task,
+    stream: SharedStream,
+    args: argparse.Namespace,
+    steps: int,
+    model_fields: dict[str, Any] | None = None,
+    train_fields: dict[str, Any] | None = None,
+) -> tuple[Any, float]:
+    """pfn-transformers on ``stream`` at the benchmark's shape and schedule (``args``: d_model,
+    n_layers, n_heads, buckets, batch_size, lr, warmup, weight_decay, seed), the library's
+    defaults otherwise; ``model_fields`` / ``train_fields`` override config fields.
+    Returns the model in eval mode and its training seconds."""
+    config = RegressionConfig(
+        **{
+            "d_model": args.d_model,
+            "n_layers": args.n_layers,
+            "n_heads": args.n_heads,
+            "input_dim": task.input_dim,
+            "d_vocab": args.buckets,
+            "y_min": task.y_range[0],
+            "y_max": task.y_range[1],
+            **(model_fields or {}),
+        }
+    )
+    with tempfile.TemporaryDirectory() as tmp:
+        tc = TrainingConfig(
+            **{
+                "batch_size": args.batch_size,
+                "seq_len": task.seq_len,
+                "num_steps": steps,
+                "learning_rate": args.lr,
+                "warmup_steps": args.warmup,
+                "weight_decay": args.weight_decay,
+                "log_every": max(1, steps // 10),
+                "save_checkpoint": False,
+                "checkpoint_dir": tmp,
+                "progress_bar": False,
+                "seed": args.seed,
+                **(train_fields or {}),
+            }
+        )
+        t0 = time.perf_counter()
+        model = train(stream, config, tc)
+        return model.eval(), time.perf_counter() - t0
