@@ -41,8 +41,12 @@ from continuous_tasks import (  # noqa: E402
     train_ours,
 )
 
-BEFORE_MODEL = {"decoder": "linear", "pair_encoder": "sum", "tail_scale": 0.0}
-ADAMW = {"optimizer": "adamw"}
+from pfn_transformers.model.configs import LEGACY_DEFAULTS  # noqa: E402
+from pfn_transformers.training.state import LEGACY_OPTIMIZER  # noqa: E402
+
+# the earlier recipe: what a config or checkpoint saved before these fields rebuilds
+BEFORE_MODEL = LEGACY_DEFAULTS
+ADAMW = LEGACY_OPTIMIZER
 
 # name: (description, model config fields, training config fields)
 VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {

@@ -43,8 +43,9 @@ from pfn_transformers import (
     UnsupervisedConfig,
     sample_batch,
 )
+from pfn_transformers.model.configs import LEGACY_DEFAULTS
 from pfn_transformers.training.distributed import DistributedContext
-from pfn_transformers.training.state import build_state
+from pfn_transformers.training.state import LEGACY_OPTIMIZER, build_state
 from pfn_transformers.training.step import TrainStep
 
 D_MODEL, N_LAYERS, N_HEADS, SEQ, BUCKETS, INPUT_DIM = 128, 4, 4, 64, 100, 10
@@ -74,8 +75,8 @@ def example1_config(**fields: Any) -> RegressionConfig:
 
 
 # the recipe before issue 14's defaults (the step the new defaults must not slow by > 10%)
-EARLIER_MODEL = {"decoder": "linear", "pair_encoder": "sum", "tail_scale": 0.0}
-EARLIER_TRAINING = {"optimizer": "adamw"}
+EARLIER_MODEL = LEGACY_DEFAULTS
+EARLIER_TRAINING = LEGACY_OPTIMIZER
 
 
 def library_step(

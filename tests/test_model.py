@@ -244,6 +244,8 @@ def test_device_property_follows_to():
         ({"prediction_type": "bogus"}, "prediction_type='bogus'"),
         ({"bucket_type": "weird"}, "bucket_type='weird'"),
         ({"bucket_support": "half"}, "bucket_support='half'"),
+        ({"tail_scale": -0.1}, r"RegressionConfig\.tail_scale=-0\.1 is not valid.*>= 0"),
+        ({"tail_scale": float("inf")}, r"tail_scale=inf is not valid"),
         ({"mask_type": "bert"}, "mask_type='bert'"),
         ({"bucket_type": "riemann"}, "riemann_borders=None"),
         ({"n_heads": 3}, "not divisible"),

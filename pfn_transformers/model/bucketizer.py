@@ -36,7 +36,8 @@ _HN_LOG_NORM = 0.5 * math.log(2.0 / math.pi)
 _SQRT2 = math.sqrt(2.0)
 
 
-def _check_tail_scale(tail_scale: Any) -> float:
+def check_tail_scale(tail_scale: Any) -> float:
+    """``tail_scale`` as a float, or a ValueError naming it and what is valid."""
     if (
         isinstance(tail_scale, bool)
         or not isinstance(tail_scale, numbers.Real)
@@ -133,7 +134,7 @@ class Bucketizer(torch.nn.Module):
     ) -> None:
         super().__init__()
         self.support = _check_support(support)
-        self.tail_scale = _check_tail_scale(tail_scale)
+        self.tail_scale = check_tail_scale(tail_scale)
         self.register_buffer("borders", _validate_borders(borders, support))
 
     # ------------------------------------------------------------------ constructors

@@ -8,7 +8,6 @@ dicts (``to_dict`` / ``config_from_dict``) for checkpoints and Hydra.
 from __future__ import annotations
 
 import dataclasses
-import math
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any, ClassVar
@@ -16,6 +15,7 @@ from typing import Any, ClassVar
 import torch
 
 from ..task import TaskSpec
+from .bucketizer import check_tail_scale
 
 PREDICTION_TYPES = ("distribution", "point")
 BUCKET_TYPES = ("uniform", "riemann", None)
@@ -293,16 +293,10 @@ def _validate_continuous_head(cfg: RegressionConfig | UnsupervisedConfig) -> Non
         return
     _check_choice(name, "bucket_type", cfg.bucket_type, ("uniform", "riemann"))
     _check_choice(name, "bucket_support", cfg.bucket_support, BUCKET_SUPPORTS)
-    ts = cfg.tail_scale
-    if (
-        isinstance(ts, bool)
-        or not isinstance(ts, int | float)
-        or not (math.isfinite(ts) and ts >= 0)
-    ):
-        raise ConfigError(
-            f"{name}.tail_scale={ts!r} is not valid; use a finite number >= 0 (the smallest "
-            "tail scale as a fraction of the inner border range; 0 = edge width only)."
-        )
+    try:
+        check_tail_scale(cfg.tail_scale)
+    except ValueError as exc:  # the bucketizer's own check, named after the config
+        raise ConfigError(f"{name}.{exc}") from None
     if cfg.bucket_type == "riemann":
         if cfg.riemann_borders is None:
             raise ConfigError(
