@@ -131,11 +131,11 @@ def _completion(argv: list[str]) -> int:
 def set_openmp_waiting(environ: MutableMapping[str, str]) -> None:
     """A short OpenMP spin unless the environment chose one.
 
-    Small CPU models: OpenMP threads that spin between kernels forever (libgomp's default)
-    cost 50x per training step when another process loads the cores; threads that never
-    spin (OMP_WAIT_POLICY=PASSIVE) cost 2.3x on idle cores. A short spin keeps most of both
-    (2-core Xeon, d_model 64, batch 32: 46 ms idle / 101 ms loaded, against 36 / 1754
-    spinning and 82 / 62 passive)."""
+    Small CPU models: OpenMP threads that spin between kernels (libgomp's default) lose
+    badly when another process loads a core; threads that never spin
+    (OMP_WAIT_POLICY=PASSIVE) lose on idle cores. A short spin stays close to the best of
+    both (``make bench-openmp``, 2-core Xeon, make train's model: 47 ms idle / 103 ms with
+    a core busy, against 39 / 159 spinning and 83 / 61 passive)."""
     if "OMP_WAIT_POLICY" not in environ:
         environ.setdefault("GOMP_SPINCOUNT", "3000")
 
