@@ -3,7 +3,8 @@
 The defaults chosen against automl/PFNs (issue 14) are four config fields: an MLP decoder
 (``RegressionConfig.decoder``), the joint pair encoder (``pair_encoder``), a floor on the
 half-normal tails' scale (``tail_scale``) and Muon on the hidden matrices
-(``TrainingConfig.optimizer``). Starting from the earlier recipe (linear decoder, sum
+(``TrainingConfig.optimizer``, with ``muon_scope="attention"``: the attention weights too;
+two variants keep it to the MLP matrices, as Muon was first adopted). Starting from the earlier recipe (linear decoder, sum
 encoder, edge-width tails, AdamW), every variant switches some of them on; one more trains the
 default model with AdamW at 3x the learning rate, to show that Muon's gain is not just its
 larger step. All variants train on the same batches (``SharedStream``) at bench-peer's
@@ -47,6 +48,7 @@ from pfn_transformers.training.state import LEGACY_OPTIMIZER  # noqa: E402
 # the earlier recipe: what a config or checkpoint saved before these fields rebuilds
 BEFORE_MODEL = LEGACY_DEFAULTS
 ADAMW = LEGACY_OPTIMIZER
+MUON_MLP = {"muon_scope": "mlp"}  # Muon as first adopted: 2-D matrices only
 
 # name: (description, model config fields, training config fields)
 VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
@@ -58,8 +60,10 @@ VARIANTS: dict[str, tuple[str, dict[str, Any], dict[str, Any]]] = {
     "mlp_decoder": ("+ MLP decoder", {**BEFORE_MODEL, "decoder": "mlp"}, ADAMW),
     "joint_encoder": ("+ joint pair encoder", {**BEFORE_MODEL, "pair_encoder": "joint"}, ADAMW),
     "tail_floor": ("+ tail scale floor 0.05", {**BEFORE_MODEL, "tail_scale": 0.05}, ADAMW),
-    "muon": ("+ Muon", BEFORE_MODEL, {}),
+    "muon_mlp": ("+ Muon on the MLP matrices", BEFORE_MODEL, MUON_MLP),
+    "muon": ("+ Muon on MLP and attention matrices", BEFORE_MODEL, {}),
     "no_tail_floor": ("+ MLP decoder + joint encoder + Muon", {"tail_scale": 0.0}, {}),
+    "default_muon_mlp": ("all four, Muon on the MLP matrices only", {}, MUON_MLP),
     "default": ("+ all four (the default)", {}, {}),
     "default_adamw_3x": ("default model, AdamW at 3x the rate", {}, {**ADAMW, "lr_scale": 3.0}),
 }

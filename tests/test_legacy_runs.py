@@ -114,3 +114,41 @@ def test_cli_evaluates_and_resumes_a_legacy_run(legacy_copy: Path) -> None:
     assert status["status"] == "finished" and status["step"] == 30
     ckpt = torch.load(legacy_copy / "checkpoints" / "step-30.pt", weights_only=True)
     assert ckpt["model_config"]["decoder"] == "linear"
+
+
+# A checkpoint of the Muon era before ``muon_scope`` (commit f05be22: torch.optim.Muon on the
+# MLP matrices only); ``make_fixture.py`` beside it made it, and recorded that code's
+# log-predictive after resuming to step 23.
+MUON_RUN = Path(__file__).parent / "data" / "muon_mlp_run"
+
+
+def test_a_muon_checkpoint_without_a_scope_resumes_as_the_old_code_went_on(tmp_path: Path) -> None:
+    saved = torch.load(MUON_RUN / "checkpoints" / "step-20.pt", weights_only=True)
+    assert saved["training_config"]["optimizer"] == "muon"
+    assert "muon_scope" not in saved["training_config"]  # it predates the field
+    ckpts = tmp_path / "checkpoints"
+    shutil.copytree(MUON_RUN / "checkpoints", ckpts)
+    ref = json.loads((MUON_RUN / "reference.json").read_text())
+    fields = {k: v for k, v in saved["model_config"].items() if k != "kind"}
+    tc = TrainingConfig(
+        **{
+            k: saved["training_config"][k]
+            for k in ("batch_size", "seq_len", "learning_rate", "use_warmup", "seed", "precision")
+        },
+        num_steps=ref["num_steps"],
+        log_every=1,
+        save_every=1,
+        checkpoint_dir=str(ckpts),
+        progress_bar=False,
+        device="cpu",
+    )
+    assert tc.muon_scope == "attention"  # today's default, yet the old run keeps its scope
+    model = train(LinearRegressionPrior(), RegressionConfig(**fields), tc, resume_from=str(ckpts))
+    g = torch.Generator().manual_seed(ref["seed"])
+    x = torch.rand(*ref["shape"], generator=g) * 2 - 1
+    y = torch.randn(*ref["shape"][:2], generator=g)
+    with torch.no_grad():
+        got = model.log_predictive(x, y)
+    torch.testing.assert_close(got, torch.tensor(ref["log_predictive_at_23"]), atol=1e-6, rtol=0)
+    resumed = torch.load(ckpts / "step-23.pt", weights_only=True)
+    assert resumed["training_config"]["muon_scope"] == "mlp"

@@ -607,11 +607,12 @@ def test_muon_runs_its_groups_at_multiples_of_the_logged_rate_and_falls_back_to_
     model = PFN(TINY)
     optimizer = make_optimizer(model, tc)
     rates = {id(p): g["lr"] for g in optimizer.param_groups for p in g["params"]}
+    muon_weights = ("W_in", "W_out", "W_x2", "W_xy2", "W_Q", "W_K", "W_V", "W_O")
     for name, p in model.named_parameters():
-        hidden = p.ndim == 2 and name.rsplit(".", 1)[-1] in ("W_in", "W_out", "W_x2", "W_xy2")
+        hidden = name.rsplit(".", 1)[-1] in muon_weights
         assert rates[id(p)] == pytest.approx(8e-3 if hidden else 6e-3), name
     for name, p in model.named_parameters():  # nothing left for Muon: AdamW on the rest
-        if name.rsplit(".", 1)[-1] in ("W_in", "W_out", "W_x2", "W_xy2"):
+        if name.rsplit(".", 1)[-1] in muon_weights:
             p.requires_grad_(False)
     fallback = make_optimizer(model, tc)
     assert isinstance(fallback, torch.optim.AdamW)

@@ -9,6 +9,7 @@ from typing import Any
 
 LR_SCHEDULES = ("cosine", "constant")
 OPTIMIZERS = ("muon", "adamw")
+MUON_SCOPES = ("mlp", "attention")  # kept equal to training.optim's (a test checks)
 PRECISIONS = ("auto", "fp32", "bf16")
 # torch.compile modes accepted by TrainingConfig.compile besides True / False / "auto"
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
@@ -23,10 +24,12 @@ class TrainingConfig:
     """How to train. The extras beyond the spec:
 
     seed: seeds model init and data (rank r of a DDP run uses seed + r for data).
-    optimizer: "muon" (default) = Muon on the hidden 2-D weight matrices at
+    optimizer: "muon" (default) = Muon on the hidden weight matrices at
         ``muon_lr_ratio * learning_rate`` and fused AdamW on the other parameters at
         ``adamw_lr_ratio * learning_rate``; "adamw" = fused AdamW on everything at
         ``learning_rate`` (see ``training/optim.py`` and the README for the measurements).
+    muon_scope: the matrices Muon steps: "attention" (default) = the 2-D hidden matrices and
+        the attention weights; "mlp" = the 2-D ones alone (checkpoints without the field).
     lr_schedule: after warmup, "cosine" decays to ``min_lr_ratio * learning_rate``;
         "constant" keeps it.
     precision: "auto" = bf16 autocast where bf16 matmuls are native (CUDA with bf16, CPUs
@@ -70,6 +73,7 @@ class TrainingConfig:
     lr_schedule: str = "cosine"
     min_lr_ratio: float = 0.1
     optimizer: str = "muon"
+    muon_scope: str = "attention"
     muon_lr_ratio: float = 4.0
     adamw_lr_ratio: float = 3.0
     precision: str = "auto"
@@ -128,6 +132,7 @@ class TrainingConfig:
                 raise ValueError(f"TrainingConfig.{name}={value!r} is not valid; it must be > 0.")
         for name, value, valid in (
             ("optimizer", self.optimizer, OPTIMIZERS),
+            ("muon_scope", self.muon_scope, MUON_SCOPES),
             ("lr_schedule", self.lr_schedule, LR_SCHEDULES),
             ("precision", self.precision, PRECISIONS),
             ("wandb_mode", self.wandb_mode, WANDB_MODES),

@@ -96,8 +96,8 @@ class TrainState:
 
 # Optimizer fields of the training config: a resumed run keeps them (its optimizer state fits
 # no other optimizer); a checkpoint saved before "optimizer" existed was trained with AdamW.
-OPTIMIZER_FIELDS = ("optimizer", "muon_lr_ratio", "adamw_lr_ratio")
-LEGACY_OPTIMIZER = {"optimizer": "adamw"}
+OPTIMIZER_FIELDS = ("optimizer", "muon_scope", "muon_lr_ratio", "adamw_lr_ratio")
+LEGACY_OPTIMIZER = {"optimizer": "adamw", "muon_scope": "mlp"}
 
 
 def resumed_training_config(tc: TrainingConfig, saved: dict[str, Any] | None) -> TrainingConfig:
