@@ -36,6 +36,7 @@ NEXT_TOKEN = (
     "tests/test_model.py::test_unsupervised_logits_t_predict_the_next_element_from_y_up_to_t",
     "tests/test_user_code.py::test_logits_at_t_predict_the_token_after_t",
 )
+MUON = "tests/test_muon.py"
 CLAMP = (f"{TRAINING}::test_bounded_loss_counts_an_out_of_range_target_as_its_nearest_edge",)
 OPTUNA = (
     "tests/test_sweeps.py::test_optuna_sweep_ranks_trials_and_records_a_failing_one_as_failed",
@@ -351,6 +352,48 @@ MUTANTS: list[Mutant] = [
         "        if False:\n",
         (
             "tests/test_bucketizer.py::test_tail_scale_floors_the_tails_at_a_share_of_the_inner_range",
+        ),
+    ),
+    Mutant(
+        "muon/attention-left-to-adamw",
+        "muon_scope='attention' is accepted but the attention weights stay with AdamW",
+        "pfn_transformers/training/optim.py",
+        '        elif scope == "attention" and p.ndim == 3 and leaf in MUON_ATTENTION:\n',
+        "        elif False:\n",
+        (f"{MUON}::test_the_scope_decides_which_weights_muon_steps[attention]",),
+    ),
+    Mutant(
+        "muon/heads-not-fused",
+        "W_Q is orthogonalised as its raw [h, d, dh] memory reshaped, not as the fused projection",
+        "pfn_transformers/training/muon.py",
+        "        return t.permute(1, 0, 2).reshape(d, h * dh)\n",
+        "        return t.reshape(d, h * dh)\n",
+        (f"{MUON}::test_attention_weights_are_orthogonalised_as_the_fused_projection",),
+    ),
+    Mutant(
+        "muon/stack-normalised-as-one",
+        "batching by shape lets one matrix's norm scale another's update",
+        "pfn_transformers/training/muon.py",
+        "    x = x / x.flatten(1).norm(dim=1).clamp(min=eps)[:, None, None]\n",
+        "    x = x / x.norm().clamp(min=eps)\n",
+        (f"{MUON}::test_matrices_get_torch_muons_update_bit_for_bit_also_when_batched_by_shape",),
+    ),
+    Mutant(
+        "muon/torch-state-without-layout",
+        "a torch.optim.Muon state (checkpoints before BatchedMuon) loads without a layout",
+        "pfn_transformers/training/muon.py",
+        '            group.setdefault("layout", "matrix")\n',
+        "            pass\n",
+        (f"{MUON}::test_a_state_saved_by_torch_muon_loads_and_steps_on_identically",),
+    ),
+    Mutant(
+        "resume/muon-scope-not-kept",
+        "a Muon checkpoint saved before muon_scope resumes with today's attention scope",
+        "pfn_transformers/training/state.py",
+        'LEGACY_OPTIMIZER = {"optimizer": "adamw", "muon_scope": "mlp"}\n',
+        'LEGACY_OPTIMIZER = {"optimizer": "adamw"}\n',
+        (
+            "tests/test_legacy_runs.py::test_a_muon_checkpoint_without_a_scope_resumes_as_the_old_code_went_on",
         ),
     ),
 ]
