@@ -13,7 +13,7 @@ PEER_VENV ?= .venv-peer
 PFNS_SPEC ?= pfns==0.4.2
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-slow test-all test-cuda test-mutants lint format bench bench-quality bench-user bench-peer bench-ablation bench-openmp bench-finetune train clean
+.PHONY: help install test test-slow test-all test-cuda test-mutants lint format bench bench-quality bench-user bench-peer bench-ablation bench-openmp bench-step-worth bench-finetune train clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -72,6 +72,9 @@ bench-peer: $(PEER_VENV)/bin/python ## Peer benchmark: ours vs automl/PFNs (pfns
 
 bench-ablation: $(BIN)/pfn ## Ablation of the continuous defaults (MLP decoder, joint encoder, tail floor, Muon), alone and combined, on the same batches
 	$(PY) benchmarks/bench_ablation.py
+
+bench-step-worth: $(BIN)/pfn ## Example-1 size: the default recipe against the earlier one at equal wall time (does the slower step pay?)
+	$(PY) benchmarks/bench_step_worth.py
 
 bench-openmp: $(BIN)/pfn ## OpenMP waiting policies (the CLI's GOMP_SPINCOUNT vs spin vs passive), idle and with one core busy
 	$(PY) benchmarks/bench_openmp.py
