@@ -8,7 +8,6 @@ import pytest
 import torch
 
 from pfn_transformers import PFN, RegressionConfig, TrainingConfig
-from pfn_transformers.training import config as training_config
 from pfn_transformers.training import optim
 from pfn_transformers.training.muon import BatchedMuon, as_matrix, from_matrix
 
@@ -109,10 +108,6 @@ def test_wrong_tensors_and_layouts_are_refused_by_name() -> None:
         match=r"TrainingConfig.muon_scope='all' is not valid; choose one of \['mlp', 'attention'\]",
     ):
         TrainingConfig(muon_scope="all")
-
-
-def test_scopes_agree_between_config_and_optimizer() -> None:
-    assert training_config.MUON_SCOPES == optim.MUON_SCOPES
 
 
 @pytest.mark.parametrize("scope", ["mlp", "attention"])

@@ -9,7 +9,7 @@ from typing import Any
 
 LR_SCHEDULES = ("cosine", "constant")
 OPTIMIZERS = ("muon", "adamw")
-MUON_SCOPES = ("mlp", "attention")  # kept equal to training.optim's (a test checks)
+MUON_SCOPES = ("mlp", "attention")  # which weights Muon steps (training/optim.py)
 PRECISIONS = ("auto", "fp32", "bf16")
 # torch.compile modes accepted by TrainingConfig.compile besides True / False / "auto"
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")

@@ -2,10 +2,11 @@
 
 ``torch.optim.Muon`` orthogonalises one 2-D matrix at a time and refuses anything else. At
 PFN sizes that loop of small matmuls costs (batching it took bench-ablation's 1,500 default
-steps from 41 s to 38 s on 2 CPU cores), and the attention weights, stored by TransformerLens as ``[n_heads, d_model, d_head]`` (``W_Q``,
-``W_K``, ``W_V``) and ``[n_heads, d_head, d_model]`` (``W_O``), stay with AdamW. Here every
-matrix of the same shape is orthogonalised in one batched iteration, and a parameter group's
-``layout`` says how a tensor is read as matrices:
+steps from 41 s to 38 s on 2 CPU cores), and the attention weights, stored by
+TransformerLens as ``[n_heads, d_model, d_head]`` (``W_Q``, ``W_K``, ``W_V``) and
+``[n_heads, d_head, d_model]`` (``W_O``), would stay with AdamW. Here every matrix of the
+same shape is orthogonalised in one batched iteration, and a parameter group's ``layout``
+says how a tensor is read as matrices:
 
 - ``"matrix"``: a 2-D weight, one matrix (what ``torch.optim.Muon`` does);
 - ``"heads_in"``: ``[h, d, dh]`` as one ``d x (h*dh)`` matrix (the fused Q, K or V projection);
@@ -111,7 +112,7 @@ class BatchedMuon(torch.optim.Optimizer):
         if closure is not None:
             with torch.enable_grad():
                 loss = closure()
-        # (A, B, steps, eps) -> [(param, group, matrix update, transposed)]
+        # (A, B, steps, eps, device) -> [(param, group, wide matrix update, transposed)]
         batches: dict[tuple, list[tuple[Tensor, dict, Tensor, bool]]] = defaultdict(list)
         for group in self.param_groups:
             for p in group["params"]:

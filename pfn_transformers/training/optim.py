@@ -25,13 +25,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from .config import MUON_SCOPES
 from .muon import BatchedMuon
 
 # parameter names (their last component) that are hidden d x d' matrices: Muon's domain
 MUON_MATRICES = ("W_in", "W_out", "W_x2", "W_xy2")
 # attention weights (TransformerLens layout) and how BatchedMuon reads them as matrices
 MUON_ATTENTION = {"W_Q": "heads_in", "W_K": "heads_in", "W_V": "heads_in", "W_O": "heads_out"}
-MUON_SCOPES = ("mlp", "attention")
 
 
 def split_for_muon(
