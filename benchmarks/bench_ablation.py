@@ -36,6 +36,7 @@ import machine  # noqa: E402
 from continuous_tasks import (  # noqa: E402
     TASKS,
     SharedStream,
+    add_shape_args,
     exact_log_predictive,
     heldout,
     summarize,
@@ -77,15 +78,7 @@ def main() -> None:
     parser.add_argument("--variants", default=",".join(VARIANTS))
     parser.add_argument("--steps", type=int, default=1500)
     parser.add_argument("--datasets", type=int, default=1024)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--d-model", type=int, default=64)
-    parser.add_argument("--n-layers", type=int, default=2)
-    parser.add_argument("--n-heads", type=int, default=4)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--warmup", type=int, default=100)
-    parser.add_argument("--weight-decay", type=float, default=0.0)
-    parser.add_argument("--buckets", type=int, default=256)
-    parser.add_argument("--seed", type=int, default=0)
+    add_shape_args(parser)
     parser.add_argument("--out", type=Path, default=HERE / "results" / "ablation.json")
     args = parser.parse_args()
     tasks, variants = args.tasks.split(","), args.variants.split(",")

@@ -135,6 +135,28 @@ def summarize(excess: Tensor) -> dict[str, Any]:
     }
 
 
+def add_shape_args(parser: argparse.ArgumentParser, **defaults: Any) -> None:
+    """The options ``train_ours`` reads (shape, batch, schedule, buckets, seed), with the
+    peer benchmark's settings as defaults; ``defaults`` (dest names) override them."""
+    settings = {
+        "batch_size": (int, 64),
+        "d_model": (int, 64),
+        "n_layers": (int, 2),
+        "n_heads": (int, 4),
+        "lr": (float, 1e-3),
+        "warmup": (int, 100),
+        "weight_decay": (float, 0.0),
+        "buckets": (int, 256),
+        "seed": (int, 0),
+    }
+    unknown = set(defaults) - set(settings)
+    if unknown:
+        raise ValueError(f"add_shape_args: unknown settings {sorted(unknown)}")
+    for dest, (kind, value) in settings.items():
+        flag = "--" + dest.replace("_", "-")
+        parser.add_argument(flag, type=kind, default=defaults.get(dest, value))
+
+
 def train_ours(
     task: Task,
     stream: SharedStream,
