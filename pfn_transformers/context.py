@@ -23,6 +23,7 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from .model.kv_cache import KVCache
+from .model.masks import AttentionLayout
 
 MIN_CHUNK, MAX_CHUNK = 128, 1024  # bounds of the default queries per pass
 
@@ -42,7 +43,7 @@ def default_chunk(num_tokens: int) -> int:
 class _ContextKVCache(KVCache):
     """KV cache of a fixed context whose later tokens are independent queries.
 
-    Once ``queries`` is set, ``mask`` lets each new token see every cached token and itself
+    Once ``queries`` is set, ``layout`` lets each new token see every cached token and itself
     only (``predict``'s query mask, where the plain cache would let new tokens see each other
     causally).
     ``length`` is the position the next token takes, as in ``KVCache``; ``CachedContext``
@@ -52,15 +53,10 @@ class _ContextKVCache(KVCache):
 
     queries: bool = False  # False while the context itself is encoded (causal, as usual)
 
-    def mask(self, new: int, device: torch.device) -> Tensor | None:
+    def layout(self, new: int) -> AttentionLayout:
         if not self.queries:
-            return super().mask(new, device)
-        if new == 1:
-            return None
-        cached = self.entries[0].length if self.entries else 0
-        past = torch.ones(new, cached, dtype=torch.bool, device=device)
-        own = torch.eye(new, dtype=torch.bool, device=device)
-        return torch.cat([past, own], dim=1)
+            return super().layout(new)
+        return AttentionLayout(0, n_queries=new, queries_see="all", n_past=self.cached)
 
 
 class CachedContext:

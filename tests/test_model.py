@@ -316,16 +316,11 @@ def test_pair_encoder_and_decoder_weights_and_standardised_y():
         RegressionConfig(decoder="deep")
 
 
-def test_cpu_bf16_autocast_uses_matmul_attention_and_auto_precision_follows_the_cpu():
+def test_auto_precision_follows_the_cpu():
+    """(The attention kernel chosen under it: tests/test_attention_kernels.py.)"""
     from pfn_transformers.training.step import autocast
     from pfn_transformers.utils import has_fast_bf16
 
-    model = PFN(RegressionConfig(**SMALL, input_dim=D))
-    attn = model.blocks[0].attn
-    x = torch.randn(1, 3, SMALL["d_model"])
-    assert not attn.needs_explicit_path(x)
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        assert attn.needs_explicit_path(x)
     cpu = torch.device("cpu")
     for precision, expected in (("fp32", False), ("bf16", True), ("auto", has_fast_bf16(cpu))):
         with autocast(cpu, precision):

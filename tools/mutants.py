@@ -37,6 +37,7 @@ NEXT_TOKEN = (
     "tests/test_user_code.py::test_logits_at_t_predict_the_token_after_t",
 )
 MUON = "tests/test_muon.py"
+KERNELS = "tests/test_attention_kernels.py"
 CLAMP = (f"{TRAINING}::test_bounded_loss_counts_an_out_of_range_target_as_its_nearest_edge",)
 OPTUNA = (
     "tests/test_sweeps.py::test_optuna_sweep_ranks_trials_and_records_a_failing_one_as_failed",
@@ -268,11 +269,10 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "quality/supervised-context-ignored",
         "query tokens see no context pairs: a regression model ignoring its context",
-        "pfn_transformers/model/masks.py",
-        "    mask[queries, queries] = True\n    return mask.to(device)\n",
-        "    mask[queries, queries] = True\n"
-        "    mask[1 + n_pairs :, pairs] = False\n"
-        "    return mask.to(device)\n",
+        "pfn_transformers/model/attention.py",
+        "        parts.append(attend(qq, k[:, :, :n_keys], v[:, :, :n_keys], own_k, own_v, layout))\n",
+        "        start_only = AttentionLayout(1, layout.n_queries)  # the start token and itself\n"
+        "        parts.append(attend(qq, k[:, :, :1], v[:, :, :1], own_k, own_v, start_only))\n",
         (
             "tests/test_evaluation.py::test_real_tiny_pfn[gp]",
             "tests/test_evaluation.py::test_real_tiny_pfn[mlp-no-exact]",
@@ -395,5 +395,33 @@ MUTANTS: list[Mutant] = [
         (
             "tests/test_legacy_runs.py::test_a_muon_checkpoint_without_a_scope_resumes_as_the_old_code_went_on",
         ),
+    ),
+    # ------------------------------------------------------------------ long-context attention
+    Mutant(
+        "attention/self-key-dropped",
+        "the split SDPA kernel leaves out each query's attention to itself",
+        "pfn_transformers/model/attention.py",
+        "    return out[..., :dh] + out[..., dh : dh + 1] * own_v\n",
+        "    return out[..., :dh]\n",
+        (
+            f"{KERNELS}::test_split_attention_is_the_dense_masks_function_with_its_gradients",
+            f"{KERNELS}::test_every_kernel_gives_the_explicit_paths_logits_in_fp32",
+        ),
+    ),
+    Mutant(
+        "attention/causal-queries-see-every-pair",
+        "training queries of the split SDPA kernel see the pairs after them (y_i leaks)",
+        "pfn_transformers/model/attention.py",
+        '    causal = layout.queries_see == "causal"\n',
+        "    causal = False\n",
+        (f"{KERNELS}::test_every_kernel_gives_the_explicit_paths_logits_in_fp32",),
+    ),
+    Mutant(
+        "attention/matmul-at-every-length",
+        "the quadratic matmul kernel runs at every context length",
+        "pfn_transformers/model/attention.py",
+        '        return "split-matmul" if n_tokens < CPU_BF16_MATMUL_BELOW else "split"\n',
+        '        return "split-matmul"\n',
+        (f"{KERNELS}::test_kernel_choice_follows_device_precision_and_length",),
     ),
 ]

@@ -2,8 +2,8 @@
 
 Weights follow TransformerLens (``W_Q`` is ``[n_heads, d_model, d_head]``, ``W_O`` is
 ``[n_heads, d_head, d_model]``), so TL's analysis code reads them unchanged. Attention runs
-through ``scaled_dot_product_attention`` unless something hooks the explicit scores or
-pattern; both paths compute the same function.
+through the split kernels of ``attention.py`` unless something hooks the explicit scores or
+pattern; every path computes the same function.
 """
 
 from __future__ import annotations
@@ -15,8 +15,10 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 from transformer_lens.hook_points import HookPoint
 
+from .attention import attention_kernel, split_attention
 from .configs import BaseModelConfig
 from .kv_cache import KVCacheEntry
+from .masks import AttentionLayout
 
 _ACTIVATIONS = {"gelu": F.gelu, "relu": F.relu, "silu": F.silu}
 
@@ -36,7 +38,20 @@ class LayerNorm(nn.Module):
 
 
 class Attention(nn.Module):
-    """Multi-head attention over a boolean mask (True = may attend)."""
+    """Multi-head attention over an ``AttentionLayout`` (see ``masks.py``).
+
+    Three paths compute the same function:
+
+    - ``"split"``: the causal prefix and the queries as two attentions, each through
+      ``scaled_dot_product_attention`` with ``is_causal`` or no mask, so flash kernels apply
+      and memory grows linearly with the sequence. A query's attention to itself enters as
+      one extra key (see ``_attend_queries``).
+    - ``"split-matmul"``: the same two attentions as matmul + softmax; cheaper for short
+      sequences under bf16 autocast on CPU (AMX matmuls against the CPU flash kernel).
+    - ``"dense"``: one explicit scores/pattern over the full boolean mask, the layout
+      TransformerLens hooks see (``hook_attn_scores``, ``hook_pattern``); taken whenever those
+      are hooked or ``force_explicit`` is set.
+    """
 
     def __init__(self, cfg: BaseModelConfig) -> None:
         super().__init__()
@@ -60,33 +75,36 @@ class Attention(nn.Module):
         self.hook_z = HookPoint()
         self.hook_attn_scores = HookPoint()
         self.hook_pattern = HookPoint()
-        self.force_explicit = False
+        self.forced_path: str | None = None  # attention.ATTENTION_PATHS, or None: chosen per input
+
+    @property
+    def force_explicit(self) -> bool:
+        """True while the dense explicit path is forced (hooks then see every pattern)."""
+        return self.forced_path == "dense"
 
     def needs_explicit_path(self, x: Tensor) -> bool:
-        """Explicit scores/pattern when hooked or forced, and for bf16 autocast on CPU.
-
-        On CPU under bf16 autocast, matmul + softmax (AMX matmuls) trains about 1.8x faster
-        than the CPU flash-attention kernel, whose backward dominates the step
-        (``make bench``); elsewhere SDPA is the fast path.
-        """
-        if (
+        """The dense scores/pattern path: when the scores or pattern are hooked, or forced."""
+        return (
             self.force_explicit
             or self.hook_attn_scores.has_hooks()
             or self.hook_pattern.has_hooks()
-        ):
-            return True
-        return x.device.type == "cpu" and torch.is_autocast_enabled("cpu")
+        )
+
+    def path(self, x: Tensor, layout: AttentionLayout) -> str:
+        """``"dense"``, ``"split-matmul"`` or ``"split"`` for this input (see the class)."""
+        if self.needs_explicit_path(x):
+            return "dense"
+        return self.forced_path or attention_kernel(x.device, layout.n_new + layout.n_past)
 
     def forward(
         self,
         x: Tensor,
-        mask: Tensor | None,
+        layout: AttentionLayout,
         cache: KVCacheEntry | None = None,
         append: bool = True,
     ) -> Tensor:
-        """``mask`` is [query_pos, key_pos] (None: every query sees every key); with a
-        ``cache`` the keys are the cached tokens followed by x's, and x's keys/values are
-        stored when ``append``."""
+        """Attention of x's tokens as ``layout`` allows; with a ``cache`` the keys are the
+        cached tokens followed by x's, and x's keys/values are stored when ``append``."""
         b, t, d = x.shape
         h, dh = self.n_heads, self.d_head
         # One fused projection: [d, 3*h*dh] built from the TL-layout weights.
@@ -99,15 +117,17 @@ class Attention(nn.Module):
         q, k, v = (z.transpose(1, 2) for z in (q, k, v))  # [b, h, t, dh]
         if cache is not None:
             k, v = cache.extend(k, v, append=append)
-        if self.needs_explicit_path(x):
+        path = self.path(x, layout)
+        if path == "dense":
             scores = (q @ k.transpose(-1, -2)) / math.sqrt(dh)
+            mask = layout.dense_mask(x.device)
             if mask is not None:
                 scores = scores.masked_fill(~mask, float("-inf"))
             scores = self.hook_attn_scores(scores)
             pattern = self.hook_pattern(torch.softmax(scores, dim=-1))
             z = pattern.to(v.dtype) @ v
         else:
-            z = F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+            z = split_attention(q, k, v, layout, matmul=path == "split-matmul")
         z = self.hook_z(z.transpose(1, 2))  # [b, t, h, dh]
         w_o = self.W_O.reshape(h * dh, d)
         return torch.addmm(self.b_O, z.reshape(b * t, h * dh), w_o).view(b, t, d)
@@ -153,11 +173,11 @@ class TransformerBlock(nn.Module):
     def forward(
         self,
         resid: Tensor,
-        mask: Tensor | None,
+        layout: AttentionLayout,
         cache: KVCacheEntry | None = None,
         append: bool = True,
     ) -> Tensor:
         resid = self.hook_resid_pre(resid)
-        attn_out = self.attn(self.ln1(resid), mask, cache, append)
+        attn_out = self.attn(self.ln1(resid), layout, cache, append)
         resid = self.hook_resid_mid(resid + self.hook_attn_out(attn_out))
         return self.hook_resid_post(resid + self.hook_mlp_out(self.mlp(self.ln2(resid))))

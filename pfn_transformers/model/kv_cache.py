@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 import torch
 from torch import Tensor
 
+from .masks import AttentionLayout
+
 
 @dataclass
 class KVCacheEntry:
@@ -73,14 +75,15 @@ class KVCache:
     def for_model(cls, n_layers: int) -> KVCache:
         return cls([KVCacheEntry() for _ in range(n_layers)])
 
-    def mask(self, new: int, device: torch.device) -> Tensor | None:
-        """Boolean mask [new, length + new]: every cached token, causal among the new ones
-        (None for a single new token, which sees everything)."""
-        if new == 1:
-            return None
-        past = torch.ones(new, self.length, dtype=torch.bool, device=device)
-        causal = torch.ones(new, new, dtype=torch.bool, device=device).tril()
-        return torch.cat([past, causal], dim=1)
+    @property
+    def cached(self) -> int:
+        """Tokens whose keys and values are stored (the keys before a pass's own)."""
+        return self.entries[0].length if self.entries else 0
+
+    def layout(self, new: int) -> AttentionLayout:
+        """What ``new`` tokens after the cache may attend to: every cached token, and each
+        other causally."""
+        return AttentionLayout(new, n_past=self.cached)
 
 
 __all__ = ["KVCache", "KVCacheEntry"]

@@ -34,7 +34,7 @@ from .configs import (
     UnsupervisedConfig,
 )
 from .kv_cache import KVCache
-from .masks import causal_mask, interleaved_mask, pfn_mask
+from .masks import AttentionLayout, causal_layout, interleaved_layout, pfn_layout
 
 
 class PFNModel(PretrainedMixin, HookedRootModule):
@@ -102,11 +102,16 @@ class PFNModel(PretrainedMixin, HookedRootModule):
         return self.W_U.device
 
     def set_attention_path(self, path: str) -> None:
-        """``"auto"`` (SDPA unless scores/pattern are hooked) or ``"explicit"`` (always)."""
-        if path not in ("auto", "explicit"):
-            raise ValueError(f"attention path={path!r} is not valid; choose 'auto' or 'explicit'.")
+        """``"auto"`` (the kernel chosen by device and length; the dense explicit path while
+        scores/pattern are hooked), ``"explicit"`` (always the dense explicit path, which
+        ``hook_pattern`` sees), or one kernel for every input: ``"split"`` (SDPA) or
+        ``"split-matmul"`` (see ``model/attention.py``)."""
+        choices = ("auto", "explicit", "split", "split-matmul")
+        if path not in choices:
+            raise ValueError(f"attention path={path!r} is not valid; choose one of {choices}.")
+        forced = {"auto": None, "explicit": "dense"}.get(path, path)
         for block in self.blocks:
-            block.attn.force_explicit = path == "explicit"
+            block.attn.forced_path = forced
 
     # ------------------------------------------------------------------ embedding
     def _embed_y(self, y: Tensor) -> Tensor:
@@ -155,7 +160,7 @@ class PFNModel(PretrainedMixin, HookedRootModule):
     def _run(
         self,
         tokens: Tensor,
-        mask: Tensor | None = None,
+        layout: AttentionLayout | None = None,
         cache: KVCache | None = None,
         append: bool = True,
     ) -> Tensor:
@@ -168,7 +173,9 @@ class PFNModel(PretrainedMixin, HookedRootModule):
         start = 0 if cache is None else cache.length
         t = tokens.shape[1]
         if cache is not None:
-            mask = cache.mask(t, tokens.device)
+            layout = cache.layout(t)
+        elif layout is None:
+            raise ValueError("_run needs a layout (or a cache) to know what may attend to what.")
         if self.config.positional_embedding:
             if start + t > self.config.n_ctx:
                 raise ValueError(
@@ -178,7 +185,7 @@ class PFNModel(PretrainedMixin, HookedRootModule):
             tokens = tokens + self.hook_pos_embed(self.W_pos[start : start + t])
         resid = self.hook_embed(tokens)
         for i, block in enumerate(self.blocks):
-            resid = block(resid, mask, None if cache is None else cache.entries[i], append)
+            resid = block(resid, layout, None if cache is None else cache.entries[i], append)
         if cache is not None and append:
             cache.length += t
         return self.ln_final(resid)
@@ -280,12 +287,11 @@ class PFNModel(PretrainedMixin, HookedRootModule):
         queries, pairs = self._query_tokens(x, ex), self._pair_tokens(x, y, ex)
         if self.config.mask_type == "autoregressive-pfn":
             tokens = torch.cat([self._start(b), pairs, queries], dim=1)
-            mask = pfn_mask(s, s, queries_see_all=False, device=tokens.device)
-            resid = self._run(tokens, mask)[:, 1 + s :]
+            resid = self._run(tokens, pfn_layout(s, s, queries_see_all=False))[:, 1 + s :]
         else:
             inter = torch.stack([queries, pairs], dim=2).reshape(b, 2 * s, -1)
             tokens = torch.cat([self._start(b), inter], dim=1)
-            resid = self._run(tokens, interleaved_mask(s, 0, device=tokens.device))[:, 1::2]
+            resid = self._run(tokens, interleaved_layout(s, 0))[:, 1::2]
         return self._unembed(resid)
 
     def _unsupervised_logits(self, y: Tensor) -> Tensor:
@@ -293,7 +299,7 @@ class PFNModel(PretrainedMixin, HookedRootModule):
         (entry 0 is the prior predictive, entry S the next element after y)."""
         b, s = y.shape
         tokens = torch.cat([self._start(b), self._embed_y(y)], dim=1)
-        return self._unembed(self._run(tokens, causal_mask(s + 1, device=tokens.device)))
+        return self._unembed(self._run(tokens, causal_layout(s + 1)))
 
     def predictive_positions(self, seq_len: int) -> Tensor:
         """Token positions (in the layout of ``model(x, y)`` / ``model(y)``, so indices into
@@ -355,13 +361,12 @@ class PFNModel(PretrainedMixin, HookedRootModule):
         queries = self._query_tokens(x_query)
         if self.config.mask_type == "autoregressive-pfn":
             tokens = torch.cat([self._start(b), pairs, queries], dim=1)
-            mask = pfn_mask(n, m, queries_see_all=True, device=tokens.device)
-            resid = self._run(tokens, mask)[:, 1 + n :]
+            resid = self._run(tokens, pfn_layout(n, m, queries_see_all=True))[:, 1 + n :]
         else:
             ctx_queries = self._query_tokens(x_context, ex)
             inter = torch.stack([ctx_queries, pairs], dim=2).reshape(b, 2 * n, -1)
             tokens = torch.cat([self._start(b), inter, queries], dim=1)
-            resid = self._run(tokens, interleaved_mask(n, m, device=tokens.device))[:, 1 + 2 * n :]
+            resid = self._run(tokens, interleaved_layout(n, m))[:, 1 + 2 * n :]
         return self._unembed(resid)
 
     def predictive(
