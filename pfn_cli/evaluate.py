@@ -150,6 +150,8 @@ def run_eval(cfg: DictConfig) -> dict[str, Any]:
 
     prior, choice, own = resolve_prior(cfg, loaded)
     seq_len = int(cfg.get("seq_len") or loaded.seq_len)
+    if loaded.model.config.trained_seq_len is None:  # saved before the model recorded it
+        loaded.model.config.trained_seq_len = loaded.seq_len
     log.info(
         "Evaluating %s (step %s) on %s: %d datasets of %d positions",
         loaded.run_dir,
@@ -260,6 +262,15 @@ def results_table(results: dict[str, Any], title: str | None = "Evaluation") -> 
             text = _fmt(stat)
             if text is not None:
                 table.add_row(f"coverage of {float(level):.0%} interval", text)
+    length = results.get("length")
+    if isinstance(length, dict):  # evaluated past the trained length: the two parts apart
+        t = length["trained_seq_len"]
+        for part, where in (("within", f"n < {t}, trained"), ("beyond", f"n >= {t}, beyond")):
+            block = length[part]
+            key = "excess_nll" if "excess_nll" in block else "nll"
+            text = _fmt(block.get(key))
+            if text is not None:
+                table.add_row(f"{dict(_ROWS)[key]} ({where})", text)
     beats = results.get("beats_prior_predictive")
     if beats is not None:
         table.add_row("beats prior predictive", "[green]yes[/]" if beats else "[red]no[/]")

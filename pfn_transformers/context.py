@@ -23,6 +23,7 @@ from torch import Tensor
 from torch.distributions import Distribution
 
 from .model.kv_cache import KVCache
+from .model.length import warn_past_trained
 from .model.masks import AttentionLayout
 
 MIN_CHUNK, MAX_CHUNK = 128, 1024  # bounds of the default queries per pass
@@ -86,6 +87,8 @@ class CachedContext:
         x_context = model._home(x_context)
         y_context = model._check_inputs(x_context, model._home(y_context))
         self.batch_size, self.num_context = y_context.shape
+        warn_past_trained(model, f"a context of {self.num_context} points and a query",
+                          self.num_context + 1)  # fmt: skip
         self.input_dim = model.config.input_dim
         self._cache = _ContextKVCache.for_model(len(model.blocks))
         with torch.no_grad():

@@ -149,3 +149,34 @@ def test_ten_thousand_context_points_predict_through_the_cached_context():
         cached = CachedContext(model, x, y).logits(xq)
     assert probe.largest < n * n  # never a [context, context] score matrix
     torch.testing.assert_close(cached, model.predict(x, y, xq), rtol=1e-4, atol=1e-4)
+
+
+@pytest.mark.cuda
+@pytest.mark.parametrize("s", [40, 700])
+@pytest.mark.parametrize("mask_type", ["autoregressive-pfn", "gpt2"])
+def test_cuda_kernels_give_the_explicit_paths_logits_and_training_gradients(s, mask_type):
+    """On CUDA the split path runs the flash / memory-efficient kernels (causal queries are
+    non-square, which flash refuses): same logits and gradients as the dense path."""
+    torch.manual_seed(0)
+    cfg = RegressionConfig(**SMALL, input_dim=1, mask_type=mask_type)
+    model = PFN(cfg).cuda()
+    x, y = torch.rand(2, s, 1, device="cuda"), torch.randn(2, s, device="cuda")
+    results = {}
+    for path in ("explicit", "split"):
+        model.set_attention_path(path)
+        model.zero_grad()
+        logits = model(x, y)
+        model(x, y, return_type="loss").backward()
+        grad = model.blocks[0].attn.W_Q.grad.clone()
+        with torch.autocast("cuda", dtype=torch.bfloat16):
+            bf16 = model(x, y)
+        results[path] = (logits, grad, bf16)
+    (dense, dense_grad, dense_bf16), (split, split_grad, split_bf16) = results.values()
+    torch.testing.assert_close(split, dense, rtol=1e-4, atol=1e-4)
+    torch.testing.assert_close(split_grad, dense_grad, rtol=1e-3, atol=1e-5)
+    assert (split_bf16 - dense_bf16).abs().max() < 0.1  # bf16 rounding, not a different function
+    predicted = model.predict(x[:, :30], y[:, :30], x[:, 30:])
+    model.set_attention_path("explicit")
+    torch.testing.assert_close(
+        predicted, model.predict(x[:, :30], y[:, :30], x[:, 30:]), rtol=1e-4, atol=1e-4
+    )

@@ -158,6 +158,19 @@ def test_eval_writes_json_and_figures(linear_run, workdir):
     assert not (workdir / ".hydra").exists() and not list(workdir.glob("*.log"))  # no litter
 
 
+def test_eval_past_the_trained_length_reports_both_parts_apart(linear_run, workdir):
+    out = workdir / "eval_long.json"
+    args = ["eval", f"run={linear_run}", "num_datasets=32", "batch_size=32", "seq_len=24"]
+    proc = run_pfn([*args, f"out={out}", "plots=false"], workdir)
+    ev = json.loads(out.read_text())
+    length = ev["length"]  # tiny trains on 16 points
+    assert length["trained_seq_len"] == 16
+    within, beyond = length["within"]["excess_nll"], length["beyond"]["excess_nll"]
+    assert len(within["per_n"]) == 16 and len(beyond["per_n"]) == 8
+    assert within["per_n"] == ev["excess_nll"]["per_n"][:16]
+    assert "(n < 16, trained)" in proc.stdout and "(n >= 16, beyond)" in proc.stdout
+
+
 def test_eval_latest_on_a_prior_the_model_cannot_score(coin_run, workdir):
     # run=latest is the coin run (2 tokens); categorical draws 5 tokens: a clear refusal
     proc = run_pfn(["eval", "run=latest", "prior=categorical"], workdir, check=False)

@@ -11,6 +11,8 @@ caller's RNG is left untouched) and reports, per context size n and overall:
   approximation error are told apart;
 - ``prior_predictive_nll``: NLL of the n = 0 predictive applied at every position (the
   exact prior predictive, else the PFN's own n = 0 prediction): a PFN must beat it;
+- ``length``: when ``seq_len`` exceeds the length the model was trained on, NLL and excess
+  NLL within it and beyond it, apart (extrapolation is not averaged into one figure);
 - ``mse`` (of the predictive mean) and ``coverage`` of 50%/90% central intervals for
   continuous heads; ``accuracy`` and ``kl`` for discrete heads.
 
@@ -29,6 +31,7 @@ from torch import Tensor
 
 from pfn_transformers.data.base import has_exact_posterior
 from pfn_transformers.data.protocol import checked_source
+from pfn_transformers.model.length import trained_length
 
 COVERAGE_LEVELS = (0.5, 0.9)
 
@@ -270,6 +273,7 @@ def evaluate(
         out["kl"] = summarize(data["kl"]) if "kl" in data else out["excess_nll"]
     else:
         out["kl"] = out["excess_nll"]
+    out["length"] = _by_trained_length(model, data, seq_len)
     out["coverage"] = None
     if bucketizer is not None:
         out["coverage"] = {
@@ -287,6 +291,23 @@ def evaluate(
         if gain is not None and gain["mean"] is not None and gain["stderr"] is not None
         else None
     )
+    return out
+
+
+def _by_trained_length(model: Any, data: dict[str, Tensor], seq_len: int) -> dict | None:
+    """NLL and excess NLL over the positions within the trained length (n < T) and beyond
+    it (n >= T), when the evaluation runs past it; None otherwise."""
+    trained = trained_length(model)
+    if trained is None or seq_len <= trained:
+        return None
+    out: dict[str, Any] = {"trained_seq_len": int(trained)}
+    for part, cols in (("within", slice(0, trained)), ("beyond", slice(trained, None))):
+        block = {}
+        if "nll" in data:
+            block["nll"] = summarize(data["nll"][:, cols])
+        if "nll" in data and "exact_nll" in data:
+            block["excess_nll"] = summarize((data["nll"] - data["exact_nll"])[:, cols])
+        out[part] = block
     return out
 
 

@@ -112,6 +112,9 @@ def _queries_sdpa(
     ``is_causal``'s top-left alignment.
     """
     b, h, m, dh = q.shape
+    causal = layout.queries_see == "causal"
+    if causal and k.shape[2] > m:  # keys past m-1 no query sees: drop them, so the causal
+        k, v = k[:, :, :m], v[:, :, :m]  # attention is square (flash kernels refuse others)
     extra = 8 - dh % 8 if dh % 8 else 8
     own = (q * own_k).sum(-1, keepdim=True)
     q_ext = F.pad(torch.cat([q, own.to(q.dtype)], dim=-1), (0, extra - 1))
@@ -119,7 +122,6 @@ def _queries_sdpa(
     self_kv[..., dh] = 1
     k_ext = torch.cat([self_kv.to(k.dtype), F.pad(k, (0, extra))], dim=2)
     v_ext = torch.cat([self_kv.to(v.dtype), F.pad(v, (0, extra))], dim=2)
-    causal = layout.queries_see == "causal"
     if causal:
         q_ext = F.pad(q_ext, (0, 0, 1, 0))
     out = F.scaled_dot_product_attention(

@@ -75,6 +75,9 @@ class BaseModelConfig:
     # automl/PFNs decodes; "linear": W_U alone (every model before this field existed).
     # See README, "What the defaults are and why".
     decoder: str = "mlp"
+    # the longest sequence (points or tokens) the model was trained on; set by train(), None
+    # for an untrained model or one saved before this field: predicting beyond it warns
+    trained_seq_len: int | None = None
 
     def __post_init__(self) -> None:
         name = type(self).__name__
@@ -100,6 +103,8 @@ class BaseModelConfig:
             self.n_ctx = 2048
         if self.n_ctx is not None:
             _check_positive(name, "n_ctx", self.n_ctx)
+        if self.trained_seq_len is not None:
+            _check_positive(name, "trained_seq_len", self.trained_seq_len)
 
     # ------------------------------------------------------------------ task
     @classmethod

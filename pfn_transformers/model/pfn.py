@@ -34,6 +34,7 @@ from .configs import (
     UnsupervisedConfig,
 )
 from .kv_cache import KVCache
+from .length import warn_past_trained
 from .masks import AttentionLayout, causal_layout, interleaved_layout, pfn_layout
 
 
@@ -272,6 +273,7 @@ class PFNModel(PretrainedMixin, HookedRootModule):
             y = self._check_inputs(None, self._home(x_or_y))
             full = self._unsupervised_logits(y)
             logits, predictive = full[:, 1:], full[:, :-1]
+        warn_past_trained(self, "this sequence", y.shape[1])
         if return_type is None:
             return None
         if return_type == "logits":
@@ -356,6 +358,7 @@ class PFNModel(PretrainedMixin, HookedRootModule):
             )
         b, n = y_context.shape
         m = x_query.shape[1]
+        warn_past_trained(self, f"a context of {n} points and a query", n + 1)
         ex = self._embed_x(x_context)
         pairs = self._pair_tokens(x_context, y_context, ex)
         queries = self._query_tokens(x_query)
@@ -503,6 +506,7 @@ class PFNModel(PretrainedMixin, HookedRootModule):
             y = y.to(dtype)
         if y.shape[1] > seq_len:
             raise ValueError(f"prefix length {y.shape[1]} exceeds seq_len={seq_len}.")
+        warn_past_trained(self, f"a rollout of seq_len={seq_len}", seq_len, stacklevel=4)
         if not use_past_kv_cache:
             while y.shape[1] < seq_len:
                 logits = self._unsupervised_logits(y)[:, -1]

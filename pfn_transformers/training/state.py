@@ -152,7 +152,8 @@ def build_state(
         tc = resumed_training_config(tc, payload.get("training_config"))
     torch.manual_seed(tc.seed)
     random.seed(tc.seed)
-    model = PFN(model_config)
+    trained = max(model_config.trained_seq_len or 0, tc.seq_len)
+    model = PFN(dataclasses.replace(model_config, trained_seq_len=trained))
     if init is not None and resume_from is None:
         apply_init(model, init)
     frozen = apply_freeze(model, freeze)
