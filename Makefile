@@ -13,7 +13,7 @@ PEER_VENV ?= .venv-peer
 PFNS_SPEC ?= pfns==0.4.2
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-slow test-all test-cuda test-mutants lint format bench bench-quality bench-user bench-peer bench-ablation bench-openmp bench-step-worth bench-finetune train clean
+.PHONY: help install test test-slow test-all test-cuda test-mutants lint format bench bench-quality bench-user bench-peer bench-ablation bench-openmp bench-step-worth bench-finetune bench-scaling bench-context-split train clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -69,6 +69,12 @@ $(PEER_VENV)/bin/python: pyproject.toml
 
 bench-peer: $(PEER_VENV)/bin/python ## Peer benchmark: ours vs automl/PFNs (pfns, pinned in PFNS_SPEC, own .venv-peer) on the same data, equal steps and equal time
 	$(PEER_VENV)/bin/python benchmarks/bench_peer.py
+
+bench-scaling: $(PEER_VENV)/bin/python ## Long contexts: step time, datasets/s and peak memory against S (64..2,048) vs nn.TransformerEncoder and automl/PFNs, plus the Figure-4a GP at S=512 (DEVICE=cuda for a GPU)
+	$(PEER_VENV)/bin/python benchmarks/bench_scaling.py --quality --device $(or $(DEVICE),cpu)
+
+bench-context-split: $(BIN)/pfn ## context_split "all" (ours) vs "random" (automl/PFNs' recipe) on the GP at S=256 and 1,024, equal wall time
+	$(PY) benchmarks/bench_context_split.py
 
 bench-ablation: $(BIN)/pfn ## Ablation of the continuous defaults (MLP decoder, joint encoder, tail floor, Muon), alone and combined, on the same batches
 	$(PY) benchmarks/bench_ablation.py

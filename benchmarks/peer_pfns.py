@@ -60,6 +60,7 @@ def train_peer(
     learning_rate: float,
     warmup_steps: int,
     weight_decay: float,
+    device: str = "cpu",
 ) -> tuple[torch.nn.Module, float]:
     """A trained pfns model and its training seconds (the whole ``pfns.train`` call)."""
     borders = borders_from_prior(stream.prior, seq_len, num_buckets)
@@ -89,7 +90,7 @@ def train_peer(
     )
     t0 = time.perf_counter()
     with contextlib.redirect_stdout(io.StringIO()):
-        result = pfns_train(config, device="cpu", reusable_config=False)
+        result = pfns_train(config, device=device, reusable_config=False)
     return result["model"].eval(), time.perf_counter() - t0
 
 

@@ -243,6 +243,7 @@ class PFNModel(PretrainedMixin, HookedRootModule):
         *,
         return_type: str | None = "logits",
         loss_per_token: bool = False,
+        n_context: int | None = None,
     ) -> Tensor | tuple[Tensor, Tensor] | None:
         """``model(x, y)`` (supervised) or ``model(y)`` (unsupervised).
 
@@ -253,12 +254,22 @@ class PFNModel(PretrainedMixin, HookedRootModule):
 
         Supervised, logits[:, i] is the predictive of y_i; unsupervised, logits[:, t] that of
         y_{t+1}. No output ever depends on the value it predicts or on anything later.
+
+        ``n_context`` (supervised, with ``return_type="loss"``): the mean loss of the points
+        after the first ``n_context``, each given those alone (``split_loss``).
         """
         if return_type not in ("logits", "loss", "both", None):
             raise ValueError(
                 f"return_type={return_type!r} is not valid; choose 'logits', 'loss', 'both' or "
                 "None."
             )
+        if n_context is not None:
+            if return_type != "loss" or loss_per_token:
+                raise ValueError(
+                    "n_context is for the mean split loss: call model(x, y, return_type='loss', "
+                    "n_context=n)."
+                )
+            return self.split_loss(x_or_y, y, n_context)
         if self.supervised:
             if y is None:
                 raise ValueError("supervised model called with one tensor; call model(x, y).")
@@ -356,9 +367,15 @@ class PFNModel(PretrainedMixin, HookedRootModule):
                 f"x_query has shape {tuple(x_query.shape)}; expected [batch={x_context.shape[0]}, "
                 f"num_queries, input_dim={self.config.input_dim}]."
             )
+        n = y_context.shape[1]
+        warn_past_trained(self, f"a context of {n} points and a query", n + 1)
+        return self._query_logits(x_context, y_context, x_query)
+
+    def _query_logits(self, x_context: Tensor, y_context: Tensor, x_query: Tensor) -> Tensor:
+        """``predict``'s logits (differentiable; inputs already checked): training with
+        ``context_split="random"`` scores its query points through this."""
         b, n = y_context.shape
         m = x_query.shape[1]
-        warn_past_trained(self, f"a context of {n} points and a query", n + 1)
         ex = self._embed_x(x_context)
         pairs = self._pair_tokens(x_context, y_context, ex)
         queries = self._query_tokens(x_query)
@@ -371,6 +388,23 @@ class PFNModel(PretrainedMixin, HookedRootModule):
             tokens = torch.cat([self._start(b), inter, queries], dim=1)
             resid = self._run(tokens, interleaved_layout(n, m))[:, 1 + 2 * n :]
         return self._unembed(resid)
+
+    def split_loss(self, x: Tensor, y: Tensor, n_context: int) -> Tensor:
+        """Mean training loss of the points after the first ``n_context``, each given those
+        (``TrainingConfig.context_split="random"``: one pass over S+1 tokens)."""
+        if not self.supervised or y is None:
+            raise ValueError(
+                "split_loss is for supervised models, called with x and y; score model(y) with "
+                "return_type='loss' instead."
+            )
+        x, y = self._home(x), self._home(y)
+        y = self._check_inputs(x, y)
+        if not 0 <= n_context < y.shape[1]:
+            raise ValueError(
+                f"n_context={n_context!r} is not valid; use 0 <= n_context < seq_len={y.shape[1]}."
+            )
+        logits = self._query_logits(x[:, :n_context], y[:, :n_context], x[:, n_context:])
+        return self.loss(logits, y[:, n_context:].contiguous()).mean()
 
     def predictive(
         self, x_or_y: Tensor, y: Tensor | None = None, x_query: Tensor | None = None, **kwargs

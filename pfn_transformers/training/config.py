@@ -11,6 +11,7 @@ LR_SCHEDULES = ("cosine", "constant")
 OPTIMIZERS = ("muon", "adamw")
 MUON_SCOPES = ("mlp", "attention")  # which weights Muon steps (training/optim.py)
 PRECISIONS = ("auto", "fp32", "bf16")
+CONTEXT_SPLITS = ("all", "random")  # how a supervised batch is scored (see the class doc)
 # torch.compile modes accepted by TrainingConfig.compile besides True / False / "auto"
 COMPILE_MODES = ("default", "reduce-overhead", "max-autotune", "max-autotune-no-cudagraphs")
 WANDB_MODES = (None, "online", "offline", "disabled")
@@ -43,6 +44,12 @@ class TrainingConfig:
     metrics_path: JSONL file receiving one line per log step and per evaluation.
     max_time_s: stop (and checkpoint) after this many seconds of training.
     wandb_mode: "online" | "offline" | "disabled"; None reads WANDB_MODE (default online).
+    context_split: how a supervised batch is scored. "all" (default) = every position i
+        given the i points before it, all context sizes in one pass over 2S+1 tokens;
+        "random" = automl/PFNs' recipe: one context size n ~ U{0..S-1} per step, the first
+        n points as context and the loss on the S-n others, one pass over S+1 tokens.
+        ``make bench-context-split`` compares them per training second (README, "Long
+        contexts"). Unsupervised models always score every position.
     """
 
     batch_size: int = 32
@@ -81,6 +88,7 @@ class TrainingConfig:
     progress_bar: bool = True
     metrics_path: str | None = None
     max_time_s: float | None = None
+    context_split: str = "all"
 
     def __post_init__(self) -> None:
         for name in (
@@ -136,6 +144,7 @@ class TrainingConfig:
             ("lr_schedule", self.lr_schedule, LR_SCHEDULES),
             ("precision", self.precision, PRECISIONS),
             ("wandb_mode", self.wandb_mode, WANDB_MODES),
+            ("context_split", self.context_split, CONTEXT_SPLITS),
         ):
             if value not in valid:
                 raise ValueError(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import contextlib
 import math
 import os
+import random
 
 import torch
 from torch import Tensor
@@ -169,18 +170,33 @@ class TrainStep:
         self.stats = StepStats(state.device)
         # decided once, outside the compiled function (the CPU probes would break its graph)
         self.bf16 = uses_bf16(state.device, self.tc.precision)
+        self.split_context = self.tc.context_split == "random"
         self.mode = compile_mode(self.tc.compile, state.device)
+        if self.split_context and self.tc.compile == "auto":
+            self.mode = None  # every context size would be a graph of its own
         self.compiled_loss = None
         if self.mode is not None:
             backend = os.environ.get("PFN_COMPILE_BACKEND", "inductor")  # e.g. aot_eager in tests
             options = {"mode": self.mode} if backend == "inductor" else {}
-            self.compiled_loss = torch.compile(self.loss, backend=backend, dynamic=False, **options)
+            self.compiled_loss = torch.compile(
+                self.loss, backend=backend, dynamic=self.split_context, **options
+            )
 
-    def loss(self, x: Tensor | None, y: Tensor) -> Tensor:
-        """The mean training loss of one batch (under the run's autocast)."""
+    def loss(self, x: Tensor | None, y: Tensor, n_context: int | None = None) -> Tensor:
+        """The mean training loss of one batch (under the run's autocast); with
+        ``n_context``, that of the points after the first n_context (``context_split``)."""
         device_type = self.state.device.type
         with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=self.bf16):
+            if n_context is not None:
+                return self.state.net(x, y, return_type="loss", n_context=n_context)
             return self.state.net(*((y,) if x is None else (x, y)), return_type="loss")
+
+    def context_size(self, x: Tensor | None, y: Tensor) -> int | None:
+        """This step's context size under ``context_split="random"`` (else None): drawn from
+        the seeded, checkpointed Python RNG on the host, so no device sync."""
+        if not self.split_context or x is None:
+            return None
+        return random.randrange(y.shape[1])
 
     def __call__(self, x: Tensor | None, y: Tensor) -> Tensor:
         state, tc = self.state, self.tc
@@ -188,9 +204,9 @@ class TrainStep:
         if self.compiled_loss is not None and not _has_hooks(model):
             if self.mode == "reduce-overhead":
                 torch.compiler.cudagraph_mark_step_begin()
-            loss = self.compiled_loss(x, y)
+            loss = self.compiled_loss(x, y, self.context_size(x, y))
         else:
-            loss = self.loss(x, y)
+            loss = self.loss(x, y, self.context_size(x, y))
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grads = [p.grad for p in self.params if p.grad is not None]
