@@ -13,7 +13,9 @@
    its model's step at the same S is timed too (its ``pfns.train`` at two step counts,
    differenced, so set-up cancels).
 2. **Growth exponent** of the cost per dataset over 64..1,024 points (a log-log fit).
-3. **Quality at a long context** (``--quality``): the PFN paper's Figure 4a prior (RBF GP,
+3. **Inference at a long context** (CPU): ``predict`` and ``CachedContext`` with 10,000
+   context points and 1,000 queries, seconds and peak memory, each in a fresh process.
+4. **Quality at a long context** (``--quality``): the PFN paper's Figure 4a prior (RBF GP,
    5 features, lengthscale 0.6, noise variance 1e-4, x ~ U[0,1]^5) at S = 512, trained for a
    fixed CPU budget, excess NLL per n against the exact posterior with the bucket floor.
 
@@ -27,7 +29,6 @@ import argparse
 import json
 import math
 import os
-import resource
 import statistics
 import subprocess
 import sys
@@ -161,8 +162,12 @@ def peak_memory(name: str, device: str, points: int, precision: str) -> float:
     return float(json.loads(out.stdout.strip().splitlines()[-1]))
 
 
-def _rss_mib() -> float:
-    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+def _status_mib(field: str) -> float:
+    """A ``/proc/self/status`` memory field (VmRSS, VmHWM) in MiB."""
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(field + ":"):
+            return int(line.split()[1]) / 1024
+    raise KeyError(field)
 
 
 def _measure_peak(name: str, device: str, points: int, precision: str) -> float:
@@ -175,11 +180,49 @@ def _measure_peak(name: str, device: str, points: int, precision: str) -> float:
         step()
         torch.cuda.synchronize()
         return (torch.cuda.max_memory_allocated() - base) / 2**20
-    before = _rss_mib()
+    before = _status_mib("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")  # peak RSS (VmHWM) restarts from here
     step = build_variant(name, device, points, precision)
     step()
     step()
-    return _rss_mib() - before
+    return _status_mib("VmHWM") - before
+
+
+def _measure_inference(context: int, queries: int, how: str) -> dict[str, float]:
+    """Seconds and peak memory growth (MiB) of one prediction at a long context (CPU)."""
+    from pfn_transformers import PFN
+    from pfn_transformers.context import CachedContext
+
+    torch.manual_seed(0)
+    config = RegressionConfig(d_model=D_MODEL, n_layers=N_LAYERS, n_heads=N_HEADS,
+                              input_dim=INPUT_DIM, d_vocab=BUCKETS, y_min=-4.0, y_max=4.0)  # fmt: skip
+    model = PFN(config).eval()
+    x, y = torch.rand(1, context, INPUT_DIM), torch.randn(1, context)
+    xq = torch.rand(1, queries, INPUT_DIM)
+    before = _status_mib("VmRSS")
+    Path("/proc/self/clear_refs").write_text("5")
+    t0 = time.perf_counter()
+    if how == "predict":
+        model.predict(x, y, xq)
+    else:
+        CachedContext(model, x, y).logits(xq)
+    return {"seconds": time.perf_counter() - t0, "peak_mib": _status_mib("VmHWM") - before}
+
+
+def inference_table(context: int = 10_000, queries: int = 1_000) -> dict[str, Any]:
+    """``predict`` and ``CachedContext`` with a long context on the CPU, each in a fresh
+    process (d_model 128, 4 layers, 1 feature, batch 1)."""
+    out: dict[str, Any] = {"context": context, "queries": queries}
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent)}
+    for how in ("predict", "cached_context"):
+        code = (
+            "import json, bench_scaling as b; "
+            f"print(json.dumps(b._measure_inference({context}, {queries}, {how!r})))"
+        )
+        proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                              env=env, check=True)  # fmt: skip
+        out[how] = json.loads(proc.stdout.strip().splitlines()[-1])
+    return out
 
 
 def peer_step_seconds(points: int, batch: int, device: str) -> float | None:
@@ -277,23 +320,48 @@ def main() -> None:
     parser.add_argument("--no-memory", dest="memory", action="store_false")
     parser.add_argument("--no-peer", dest="peer", action="store_false")
     parser.add_argument("--quality", action="store_true", help="the Figure-4a run at S=512")
+    parser.add_argument("--no-inference", dest="inference", action="store_false",
+                        help="skip predict/CachedContext at 10,000 context points")  # fmt: skip
     parser.add_argument("--quality-seconds", type=float, default=300.0)
     parser.add_argument("--out", default=str(REPO / "benchmarks/results/scaling.json"))
+    parser.add_argument(
+        "--memory-into", metavar="FILE",
+        help="measure only the peak memory of FILE's rows (and the inference figures) into FILE",
+    )  # fmt: skip
     args = parser.parse_args()
     args.precision = args.precision or "bf16"
+    if args.memory_into:
+        path = Path(args.memory_into)
+        result = json.loads(path.read_text())
+        for row in result["steps"]["rows"]:
+            names = [n for n in row["seconds"] if n != "automl/PFNs"]
+            row["peak_mib"] = {
+                n: peak_memory(n, result["device"], row["points"], result["precision"])
+                for n in names
+            }
+            print(row["points"], json.dumps(row["peak_mib"]), flush=True)
+        if result["device"] == "cpu" and args.inference:
+            result["inference"] = inference_table()
+        path.write_text(json.dumps(result, indent=2) + "\n")
+        return
     result: dict[str, Any] = {"machine": describe(), "device": args.device}
     if args.device.startswith("cuda"):
         result["gpu"] = torch.cuda.get_device_name()
     result["precision"] = args.precision
     result["token_budget"] = TOKEN_BUDGET
+    out = Path(args.out)
+    out.parent.mkdir(parents=True, exist_ok=True)
     if args.points:
         result["steps"] = step_table(args)
+        out.write_text(json.dumps(result, indent=2) + "\n")  # kept if the quality run dies
+    if args.inference and args.device == "cpu":
+        result["inference"] = inference_table()
+        out.write_text(json.dumps(result, indent=2) + "\n")
     if args.quality:
         from long_context_quality import figure4a_quality
 
         result["quality"] = figure4a_quality(args.device, args.quality_seconds)
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps(result, indent=2) + "\n")
+        out.write_text(json.dumps(result, indent=2) + "\n")
     if "steps" in result:
         print("growth exponents:", json.dumps(result["steps"]["growth_exponent_64_1024"]))
     if "quality" in result:

@@ -44,10 +44,13 @@ def _train(prior: Any, steps: int, device: str, batch: int, budget: float | None
 
 def figure4a_quality(device: str, seconds: float, batch: int = 16) -> dict[str, Any]:
     prior = figure4a_prior()
-    t0 = time.perf_counter()
-    _train(prior, 5, device, batch, None)
-    per_step = (time.perf_counter() - t0) / 5
-    steps = max(10, int(seconds / per_step))
+    probes = []
+    for n in (5, 15):  # differenced, so set-up and first-step costs cancel
+        t0 = time.perf_counter()
+        _train(prior, n, device, batch, None)
+        probes.append(time.perf_counter() - t0)
+    per_step = max(probes[1] - probes[0], 1e-6) / 10
+    steps = max(10, int((seconds - probes[0]) / per_step + 5))
     t0 = time.perf_counter()
     model = _train(prior, steps, device, batch, seconds * 1.5)  # a cap, not the plan
     train_s = time.perf_counter() - t0

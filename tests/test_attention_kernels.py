@@ -111,6 +111,8 @@ def test_kernel_choice_follows_device_precision_and_length(monkeypatch):
     assert attention_kernel(cpu, attention.CPU_FP32_MATMUL_BELOW - 1) == "split-matmul"
     assert attention_kernel(cpu, attention.CPU_FP32_MATMUL_BELOW) == "split"
     with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert attention_kernel(cpu, attention.CPU_BF16_DENSE_BELOW - 1) == "dense"
+        assert attention_kernel(cpu, attention.CPU_BF16_DENSE_BELOW) == "split-matmul"
         assert attention_kernel(cpu, attention.CPU_BF16_MATMUL_BELOW - 1) == "split-matmul"
         assert attention_kernel(cpu, attention.CPU_BF16_MATMUL_BELOW) == "split"
     model = PFN(RegressionConfig(**SMALL, input_dim=D))

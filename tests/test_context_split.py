@@ -59,8 +59,25 @@ def test_each_step_draws_its_context_size_from_the_seeded_python_rng():
 
 
 def test_bad_context_split_is_refused_with_the_choices():
-    with pytest.raises(ValueError, match=r"context_split='half'.*\['all', 'random'\]"):
+    with pytest.raises(ValueError, match=r"context_split='half'.*\['auto', 'all', 'random'\]"):
         TrainingConfig(context_split="half")
+
+
+def test_auto_splits_from_1024_points_on_and_old_runs_keep_scoring_every_position():
+    from pfn_transformers.training.state import resumed_training_config
+
+    assert not TrainingConfig(seq_len=1023).splits_context
+    assert TrainingConfig(seq_len=1024).splits_context
+    assert TrainingConfig(seq_len=64, context_split="random").splits_context
+    assert not TrainingConfig(seq_len=4096, context_split="all").splits_context
+    tc = TrainingConfig(seq_len=2048)
+    old = resumed_training_config(tc, {"optimizer": "muon", "muon_scope": "attention"})
+    assert old.context_split == "all" and not old.splits_context
+    new = resumed_training_config(tc, {"optimizer": "muon", "muon_scope": "attention",
+                                       "context_split": "auto"})  # fmt: skip
+    assert new.splits_context
+    chosen = TrainingConfig(seq_len=2048, context_split="random")
+    assert resumed_training_config(chosen, {"optimizer": "muon"}).splits_context
 
 
 def test_a_random_split_run_learns_linear_regression():

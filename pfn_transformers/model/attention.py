@@ -25,18 +25,27 @@ ATTENTION_PATHS = ("dense", "split", "split-matmul")
 
 # Below these many keys a CPU pass uses matmul + softmax (AMX or AVX matmuls) rather than the
 # CPU flash kernel, whose fixed cost dominates short sequences. Measured with
-# `make bench-scaling` (the split and split-matmul variants) on a 2-core Xeon with AMX:
-# under bf16 autocast matmul wins at 513 keys (0.68 s against 0.73 s per step) and loses at
-# 769 (0.87 against 0.81); in fp32 the two tie at 129 keys and SDPA wins from 257 on.
+# `benchmarks/bench_scaling.py --points 64 128 256 384 512 --paths split split-matmul`
+# (and `--precision fp32`) on a 2-core Xeon with AMX: under bf16 autocast matmul wins at 513
+# keys (0.68 s against 0.73 s per step) and loses at 769 (0.87 against 0.81); in fp32 the
+# two tie at 129 keys and SDPA wins from 257 on.
 CPU_BF16_MATMUL_BELOW = 640
 CPU_FP32_MATMUL_BELOW = 192
+# Shorter still, under bf16 autocast, one matmul over the dense mask beats the split's two
+# (fewer, larger operators): d64/2 layers/batch 64 at S=20 (41 tokens) 28.9 ms against
+# 33.4 ms per step, even at S=40 (81), behind at S=100 (201: 174 against 140); up to S=64
+# (129 tokens) the CPU keeps the path it took before the split.
+CPU_BF16_DENSE_BELOW = 130
 
 
 def attention_kernel(device: torch.device, n_tokens: int) -> str:
-    """``"split-matmul"`` or ``"split"`` (SDPA) for a pass over ``n_tokens`` keys."""
+    """``"dense"``, ``"split-matmul"`` or ``"split"`` (SDPA) for a pass over ``n_tokens``
+    keys."""
     if device.type != "cpu":
         return "split"
     if torch.is_autocast_enabled("cpu"):
+        if n_tokens < CPU_BF16_DENSE_BELOW:
+            return "dense"
         return "split-matmul" if n_tokens < CPU_BF16_MATMUL_BELOW else "split"
     return "split-matmul" if n_tokens < CPU_FP32_MATMUL_BELOW else "split"
 

@@ -101,9 +101,13 @@ LEGACY_OPTIMIZER = {"optimizer": "adamw", "muon_scope": "mlp"}
 
 
 def resumed_training_config(tc: TrainingConfig, saved: dict[str, Any] | None) -> TrainingConfig:
-    """``tc`` with the optimizer fields of the checkpoint's own training config."""
-    saved = {**LEGACY_OPTIMIZER, **(saved or {})}
-    keep = {k: saved[k] for k in OPTIMIZER_FIELDS if k in saved and saved[k] != getattr(tc, k)}
+    """``tc`` with the optimizer fields of the checkpoint's own training config; a run saved
+    before ``context_split`` existed goes on scoring every position (unless told otherwise)."""
+    saved = saved or {}
+    legacy = {**LEGACY_OPTIMIZER, **saved}
+    keep = {k: legacy[k] for k in OPTIMIZER_FIELDS if k in legacy and legacy[k] != getattr(tc, k)}
+    if "context_split" not in saved and tc.context_split == "auto":
+        keep["context_split"] = "all"
     return dataclasses.replace(tc, **keep) if keep else tc
 
 

@@ -170,7 +170,7 @@ class TrainStep:
         self.stats = StepStats(state.device)
         # decided once, outside the compiled function (the CPU probes would break its graph)
         self.bf16 = uses_bf16(state.device, self.tc.precision)
-        self.split_context = self.tc.context_split == "random"
+        self.split_context = self.tc.splits_context
         self.mode = compile_mode(self.tc.compile, state.device)
         if self.split_context and self.tc.compile == "auto":
             self.mode = None  # every context size would be a graph of its own
