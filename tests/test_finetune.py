@@ -72,7 +72,9 @@ def test_fine_tuning_starts_from_the_source_weights_and_records_its_parent(sourc
     assert payload["provenance"]["parent"]["source"] == str(source)
     steps = {int(s["step"]) for s in payload["optimizer_state"]["adamw"]["state"].values()}
     assert steps == {4}  # a fresh optimizer: 4 updates, not the source's 6 + 4
-    assert model.config.to_dict() == CONFIG.to_dict()  # buckets and architecture kept
+    # buckets and architecture kept; the trained length is what train() records
+    assert {**model.config.to_dict(), "trained_seq_len": None} == CONFIG.to_dict()
+    assert model.config.trained_seq_len == 8
     model.save_pretrained(tmp_path / "tuned")
     card = (tmp_path / "tuned" / "README.md").read_text()
     assert f"Fine-tuned from `{source}`" in card

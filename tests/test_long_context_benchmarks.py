@@ -71,4 +71,4 @@ def test_report_marks_what_a_run_did_not_measure():
         }]},
     }  # fmt: skip
     row = report_scaling.step_table(result)[-1]
-    assert row == "| 2,048 | 3 | 100.00 | - | 66.67 | 33.30 | - | 1.50x | - | - / - / - |"
+    assert row == "| 2,048 | 3 | 100.00 | - | 66.70 | 33.30 | - | 1.50x | - | - / - / - |"

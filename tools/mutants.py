@@ -79,11 +79,11 @@ MUTANTS: list[Mutant] = [
         "the compiled step never zeroes the gradients (only the eager path does)",
         "pfn_transformers/training/step.py",
         "        else:\n"
-        "            loss = self.loss(x, y)\n"
+        "            loss = self.loss(x, y, self.context_size(x, y))\n"
         "        optimizer.zero_grad(set_to_none=True)\n",
         "        else:\n"
         "            optimizer.zero_grad(set_to_none=True)\n"
-        "            loss = self.loss(x, y)\n",
+        "            loss = self.loss(x, y, self.context_size(x, y))\n",
         (f"{TRAINING}::test_compiled_step_follows_the_eager_trajectory",),
     ),
     # ------------------------------------------------------------------ KV cache
