@@ -41,6 +41,7 @@ _EXPORTS: dict[str, str] = {
     "train": "training.loop",
     "WandbLogger": "wandb",
     "open_run": "runs",
+    "load_model": "persistence.loading",
 }
 # submodules reachable as attributes (``pfn_transformers.checkpointing``) and by
 # ``from pfn_transformers import checkpointing``
@@ -53,6 +54,7 @@ _SUBMODULES = (
     "generators",
     "hub",
     "interp",
+    "persistence",
     "priors",
     "runs",
     "wandb",
@@ -88,6 +90,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from .model.bucketizer import Bucketizer, estimate_riemann_borders
     from .model.configs import ClassificationConfig, RegressionConfig, UnsupervisedConfig
     from .model.pfn import PFN, PFNModel
+    from .persistence.loading import load_model
     from .predictive import BarDistribution
     from .runs import open_run
     from .task import IncompatibleTaskError, TaskSpec, check_compatible
@@ -122,6 +125,7 @@ __all__ = [
     "describe_generator",
     "estimate_riemann_borders",
     "generators",
+    "load_model",
     "open_run",
     "sample_batch",
     "train",
