@@ -42,6 +42,8 @@ _EXPORTS: dict[str, str] = {
     "WandbLogger": "wandb",
     "open_run": "runs",
     "load_model": "persistence.loading",
+    "fit_model_config": "data.fitting",
+    "RunLifecycle": "runs",
 }
 # submodules reachable as attributes (``pfn_transformers.checkpointing``) and by
 # ``from pfn_transformers import checkpointing``
@@ -79,6 +81,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from . import bayes, checkpointing, configs, generators, wandb
     from .context import CachedContext
     from .data.base import DataGenerator
+    from .data.fitting import fit_model_config
     from .data.generators import (
         BayesianGenerator,
         DatasetGenerator,
@@ -92,7 +95,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from .model.pfn import PFN, PFNModel
     from .persistence.loading import load_model
     from .predictive import BarDistribution
-    from .runs import open_run
+    from .runs import RunLifecycle, open_run
     from .task import IncompatibleTaskError, TaskSpec, check_compatible
     from .training.config import TrainingConfig
     from .training.loop import train
@@ -113,6 +116,7 @@ __all__ = [
     "PFNModel",
     "PFNRegressor",
     "RegressionConfig",
+    "RunLifecycle",
     "TaskSpec",
     "TrainingConfig",
     "UnsupervisedBayesian",
@@ -124,6 +128,7 @@ __all__ = [
     "configs",
     "describe_generator",
     "estimate_riemann_borders",
+    "fit_model_config",
     "generators",
     "load_model",
     "open_run",

@@ -2,7 +2,9 @@
 
 ``open_run("outputs/RUN")`` (or ``open_run("latest")``) gives a :class:`Run`: its status,
 checkpoints, metrics, evaluation, the config that rebuilds its prior, ``run.model()`` and
-``run.prior()``. The layout and the readers live in ``pfn_transformers.persistence``
+``run.prior()``. :class:`RunLifecycle` writes a run folder's life (status transitions,
+resolved config, error file, eval.json) for ``pfn train`` and notebooks alike. The layout
+and the readers live in ``pfn_transformers.persistence``
 (``run_folder``: the folder, ``files``: atomic writes); this module is their public face,
 and imports only the standard library, so ``pfn list-runs`` answers quickly.
 """
@@ -14,6 +16,7 @@ from typing import Any
 
 from .persistence.errors import RunNotFoundError
 from .persistence.files import read_json, write_json_atomic, write_text_atomic
+from .persistence.lifecycle import RunLifecycle
 from .persistence.run_folder import (
     CHECKPOINT_DIR,
     ERROR_FILE,
@@ -75,6 +78,7 @@ __all__ = [
     "STATUS_FILE",
     "Run",
     "RunInfo",
+    "RunLifecycle",
     "RunNotFoundError",
     "checkpoint_steps",
     "environment",
