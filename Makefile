@@ -13,7 +13,7 @@ PEER_VENV ?= .venv-peer
 PFNS_SPEC ?= pfns==0.4.2
 
 .DEFAULT_GOAL := help
-.PHONY: help install test test-slow test-all test-cuda test-mutants lint format bench bench-quality bench-user bench-peer bench-ablation bench-openmp bench-step-worth bench-finetune bench-scaling bench-context-split train clean
+.PHONY: help install docs test test-slow test-all test-cuda test-mutants lint format bench bench-quality bench-user bench-peer bench-ablation bench-openmp bench-step-worth bench-finetune bench-scaling bench-context-split train clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -22,10 +22,10 @@ $(BIN)/pfn: pyproject.toml
 	test -x $(PY) || $(PYTHON) -m venv $(VENV)
 	$(PY) -m pip install -q --upgrade pip
 	$(PY) -m pip install -q $(TORCH_SPEC)
-	$(PY) -m pip install -q -e ".[dev,launchers,sweeps,export,sklearn]"
+	$(PY) -m pip install -q -e ".[dev,docs,launchers,sweeps,export,sklearn]"
 	touch $(BIN)/pfn
 
-install: $(BIN)/pfn ## Create .venv and install torch ($(TORCH_SPEC)) and the project, editable, with dev tools, launchers, the Optuna sweeper, ONNX export and scikit-learn
+install: $(BIN)/pfn ## Create .venv and install torch ($(TORCH_SPEC)) and the project, editable, with dev tools, the docs tools, launchers, the Optuna sweeper, ONNX export and scikit-learn
 
 test: $(BIN)/pfn ## Run the default test suite (installs first if needed)
 	$(BIN)/pytest -q $(PYTEST_ARGS)
@@ -41,6 +41,9 @@ test-cuda: $(BIN)/pfn ## Run the cuda-marked tests (a GPU machine, torch with CU
 
 test-mutants: $(BIN)/pfn ## Mutation check: inject each known break, run the tests aimed at it, fail if one survives
 	$(PY) tools/mutation_check.py $(MUTANTS_ARGS)
+
+docs: $(BIN)/pfn ## Build the documentation site (docs/, MkDocs Material) into site/ with --strict; benchmark tables come from benchmarks/results/*.json
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict --quiet
 
 lint: $(BIN)/pfn ## ruff check and format check
 	$(BIN)/ruff check .
@@ -92,4 +95,4 @@ train: $(BIN)/pfn ## The main job: train the default PFN with the CLI and evalua
 	$(BIN)/pfn train
 
 clean: ## Remove caches and build output (keeps .venv and outputs/)
-	rm -rf build dist *.egg-info .pytest_cache .ruff_cache
+	rm -rf build dist site *.egg-info .pytest_cache .ruff_cache

@@ -1,9 +1,9 @@
 """Markdown tables of the long-context results, rendered from ``benchmarks/results``.
 
-``python benchmarks/report_scaling.py`` prints the block that README.md carries between
-``<!-- scaling:begin -->`` and ``<!-- scaling:end -->``; ``--write`` replaces it there.
-A test checks the README's block equals this rendering, so its figures are the result
-files' and never typed by hand.
+``python benchmarks/report_scaling.py`` prints the block that docs/guides/long-contexts.md
+carries between ``<!-- scaling:begin -->`` and ``<!-- scaling:end -->``; ``--write FILE``
+replaces it there. A test checks the guide's block equals this rendering, so its figures
+are the result files' and never typed by hand.
 """
 
 from __future__ import annotations

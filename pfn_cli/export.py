@@ -15,7 +15,7 @@ from omegaconf import DictConfig
 
 from pfn_cli._app import hydra_app
 from pfn_cli.errors import CliError
-from pfn_cli.evaluate import load_run
+from pfn_cli.loading import load_run
 
 FORMATS = ("pretrained", "onnx")
 

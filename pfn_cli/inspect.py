@@ -28,10 +28,10 @@ from typing import Any
 from omegaconf import DictConfig, ListConfig, OmegaConf
 
 from pfn_cli._app import hydra_app
+from pfn_cli.csv_context import file_context
 from pfn_cli.errors import CliError, describe_exception
-from pfn_cli.evaluate import load_run, resolve_prior
+from pfn_cli.loading import load_run, resolve_prior
 from pfn_cli.runs import write_json_atomic
-from pfn_cli.sample import _file_context
 
 log = logging.getLogger("pfn.inspect")
 
@@ -104,7 +104,7 @@ def _context(cfg: DictConfig, model: Any, prior: Any) -> tuple[Any, Any, str]:
         if not ctx.get("path"):
             raise CliError("context.source=file needs context.path=FILE.csv (header row, numeric).")
         input_dim = model.config.input_dim if model.supervised else None
-        x, y, _ = _file_context(ctx, input_dim)
+        x, y, _ = file_context(ctx, input_dim)
         if model.discrete_y:
             k = int(model.config.d_vocab)
             if not bool((y == y.round()).all()) or int(y.min()) < 0 or int(y.max()) >= k:

@@ -53,7 +53,7 @@ def _positive(cfg: DictConfig, key: str) -> int:
 
 def run_prior_check(cfg: DictConfig, choices: dict[str, str] | None = None) -> dict[str, Any]:
     """Check the configured prior; returns the report (also written as JSON)."""
-    from pfn_cli.train import build_model_config
+    from pfn_cli.experiment import build_model_config
 
     register_resolvers()
     choices = _choices() if choices is None else choices

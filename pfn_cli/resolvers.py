@@ -1,16 +1,13 @@
-"""OmegaConf resolvers that let a model config agree with the chosen prior.
+"""OmegaConf resolvers of the pfn Hydra apps (registered by every app, and by
+``register_resolvers()`` for the compose API).
 
-Registered by every pfn Hydra app (and by ``register_resolvers()`` for the compose API):
-
-``${pfn.prior:ATTR}``
-    An attribute of the instantiated prior (``input_dim``, ``num_classes``, ...). The prior
-    is built from the config's own ``prior`` node (cached per prior config).
-``${pfn.y_range:min}`` / ``${pfn.y_range:max}``
-    The prior's ``suggested_y_range`` (central 99.9% of its targets, padded by 10% of that
-    width on each side); priors without one get the same rule applied to 20,000 draws.
+``${pfn.prior:input_dim}``, ``${pfn.prior:num_classes}``, ``${pfn.y_range:min|max}`` and
 ``${pfn.riemann_borders:BUCKET_TYPE,N}``
-    ``N`` Riemann (quantile) buckets estimated from the prior's ``sample_targets`` when
-    BUCKET_TYPE is ``riemann`` (fixed seed: the same borders every time), else null.
+    Kept for model configs written before the library fitted model configs to priors: they
+    resolve to null, which ``pfn_transformers.data.fitting.fit_model_fields`` fills from the
+    prior (as it does for the built-in model configs, which write null). No prior is built
+    while Hydra composes a config. ``${pfn.prior:OTHER_ATTR}`` (any other attribute) still
+    reads the instantiated prior.
 ``${pfn.run_dir:RESUME,ROOT,NAME}`` / ``${pfn.output_subdir:RESUME,ROOT,STAMP}`` / ``${pfn.slug:S}``
     / ``${pfn.stamp:}``
     Run-directory naming for the Hydra output settings in train.yaml (the stamp holds the
@@ -80,47 +77,25 @@ def _root_prior(root: DictConfig) -> Any:
 
 # ---------------------------------------------------------------------------- resolvers
 def _prior_attr(attr: str, *, _root_: DictConfig) -> Any:
-    """An attribute of the prior; ``input_dim`` and ``num_classes`` come from its TaskSpec
-    (its attributes, else one sample), so a plain class with only ``generate`` works."""
-    prior = _root_prior(_root_)
+    """null for the fields the library fits (input_dim, num_classes); any other attribute
+    of the instantiated prior as it is."""
     attr = str(attr)
     if attr in ("input_dim", "num_classes"):
-        spec = describe_prior(prior, None)
-        value = getattr(spec, attr)
-        if value is None and attr == "num_classes" and spec.discrete:
-            raise CliError(
-                f"the prior {type(prior).__name__} draws discrete values but does not say how "
-                "many classes/tokens there are; give it a num_classes attribute, or set the "
-                "model's size yourself (model.num_classes=K or model.d_vocab=K)."
-            )
-        return value
-    value = getattr(prior, attr, None)
+        return None  # fit_model_fields derives it from the prior
+    value = getattr(_root_prior(_root_), attr, None)
     if hasattr(value, "tolist"):
         value = value.tolist()
     return value
 
 
-def _y_range(which: str, *, _root_: DictConfig) -> float:
+def _y_range(which: str, *, _root_: DictConfig) -> None:
     if which not in ("min", "max"):
         raise CliError(f"${{pfn.y_range:{which}}}: use min or max.")
-    from pfn_transformers.data.building import prior_y_range
-
-    lo, hi = prior_y_range(_root_prior(_root_))
-    return lo if which == "min" else hi
+    return None  # fit_model_fields derives the y range from the prior
 
 
-def _riemann_borders(bucket_type: Any, num_buckets: Any, *, _root_: DictConfig) -> Any:
-    if bucket_type != "riemann":
-        return None
-    from pfn_transformers.data.building import riemann_borders_for
-
-    try:
-        n = int(num_buckets)
-    except (TypeError, ValueError):
-        raise CliError(
-            f"model.d_vocab={num_buckets!r}: Riemann buckets need an integer number of buckets."
-        ) from None
-    return riemann_borders_for(_root_prior(_root_), n)
+def _riemann_borders(bucket_type: Any, num_buckets: Any, *, _root_: DictConfig) -> None:
+    return None  # fit_model_fields estimates Riemann borders from the prior
 
 
 _STAMP: list[str] = []

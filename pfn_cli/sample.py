@@ -17,72 +17,14 @@ from typing import Any
 from omegaconf import DictConfig
 
 from pfn_cli._app import hydra_app
+from pfn_cli.csv_context import file_context
 from pfn_cli.errors import CliError, describe_exception
-from pfn_cli.evaluate import load_run, resolve_prior
+from pfn_cli.loading import load_run, resolve_prior
 
 log = logging.getLogger("pfn.sample")
 
 
 # ---------------------------------------------------------------------------- contexts
-def _read_csv_columns(path: Path) -> dict[str, list[float]]:
-    if not path.is_file():
-        raise CliError(f"context.path={path}: no such file; pass a CSV file with a header row.")
-    with open(path, newline="") as fh:
-        rows = list(csv.reader(fh))
-    if len(rows) < 2:
-        raise CliError(f"context.path={path}: needs a header row and at least one data row.")
-    header = [h.strip() for h in rows[0]]
-    cols: dict[str, list[float]] = {h: [] for h in header}
-    for i, row in enumerate(rows[1:], start=2):
-        if not any(cell.strip() for cell in row):
-            continue
-        if len(row) != len(header):
-            raise CliError(
-                f"context.path={path}: line {i} has {len(row)} cells, header {len(header)}."
-            )
-        for h, cell in zip(header, row):
-            try:
-                cols[h].append(float(cell))
-            except ValueError:
-                raise CliError(
-                    f"context.path={path}: line {i}, column {h!r} holds {cell!r}, not a number."
-                ) from None
-    return cols
-
-
-def _columns(cols: dict[str, list[float]], names: list[str], path: Path, role: str):
-    import torch
-
-    missing = [n for n in names if n not in cols]
-    if missing:
-        raise CliError(
-            f"context.{role}={missing}: not columns of {path}; its columns are {list(cols)}."
-        )
-    return torch.tensor([cols[n] for n in names], dtype=torch.float32).T  # [N, len(names)]
-
-
-def _file_context(ctx: DictConfig, input_dim: int | None):
-    """(x [n, D] | None, y [n], x_query [m, D] | None) from context.path / context.query_path."""
-    path = Path(str(ctx.path))
-    cols = _read_csv_columns(path)
-    y_col = str(ctx.get("y_column") or "y")
-    y = _columns(cols, [y_col], path, "y_column")[:, 0]
-    if input_dim is None:
-        return None, y, None
-    x_names = list(ctx.x_columns) if ctx.get("x_columns") else [c for c in cols if c != y_col]
-    if len(x_names) != input_dim:
-        raise CliError(
-            f"context.x_columns={x_names}: the model takes input_dim={input_dim} features; "
-            "choose exactly that many columns."
-        )
-    x = _columns(cols, x_names, path, "x_columns")
-    xq = None
-    if ctx.get("query_path"):
-        qpath = Path(str(ctx.query_path))
-        xq = _columns(_read_csv_columns(qpath), x_names, qpath, "x_columns")
-    return x, y, xq
-
-
 def _query_grid(prior: Any, x_ctx, m: int):
     import torch
 
@@ -200,7 +142,7 @@ def _sample_supervised(cfg, model, prior, input_dim, num_samples, temperature, d
 
     ctx = cfg.context
     if str(ctx.source) == "file":
-        x_ctx, y_ctx, x_query = _file_context(ctx, input_dim)
+        x_ctx, y_ctx, x_query = file_context(ctx, input_dim)
         y_true = None
         if x_query is None and input_dim == 1:
             x_query = _query_grid(prior, x_ctx, _num_query(ctx, x_ctx.shape[0], trained))
@@ -246,7 +188,7 @@ def _sample_unsupervised(cfg, loaded, model, prior, num_samples, temperature, de
         _, y = sample_batch(prior, 1, int(ctx.n))
         prefix = y[0]
     elif str(ctx.source) == "file":
-        _, prefix, _ = _file_context(ctx, None)
+        _, prefix, _ = file_context(ctx, None)
     if prefix is not None:
         if getattr(model, "discrete_y", False):
             prefix = prefix.round().long()

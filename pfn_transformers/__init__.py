@@ -41,6 +41,9 @@ _EXPORTS: dict[str, str] = {
     "train": "training.loop",
     "WandbLogger": "wandb",
     "open_run": "runs",
+    "load_model": "persistence.loading",
+    "fit_model_config": "data.fitting",
+    "RunLifecycle": "runs",
 }
 # submodules reachable as attributes (``pfn_transformers.checkpointing``) and by
 # ``from pfn_transformers import checkpointing``
@@ -53,6 +56,7 @@ _SUBMODULES = (
     "generators",
     "hub",
     "interp",
+    "persistence",
     "priors",
     "runs",
     "wandb",
@@ -77,6 +81,7 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from . import bayes, checkpointing, configs, generators, wandb
     from .context import CachedContext
     from .data.base import DataGenerator
+    from .data.fitting import fit_model_config
     from .data.generators import (
         BayesianGenerator,
         DatasetGenerator,
@@ -88,8 +93,9 @@ if TYPE_CHECKING:  # what type checkers and IDEs see
     from .model.bucketizer import Bucketizer, estimate_riemann_borders
     from .model.configs import ClassificationConfig, RegressionConfig, UnsupervisedConfig
     from .model.pfn import PFN, PFNModel
+    from .persistence.loading import load_model
     from .predictive import BarDistribution
-    from .runs import open_run
+    from .runs import RunLifecycle, open_run
     from .task import IncompatibleTaskError, TaskSpec, check_compatible
     from .training.config import TrainingConfig
     from .training.loop import train
@@ -110,6 +116,7 @@ __all__ = [
     "PFNModel",
     "PFNRegressor",
     "RegressionConfig",
+    "RunLifecycle",
     "TaskSpec",
     "TrainingConfig",
     "UnsupervisedBayesian",
@@ -121,7 +128,9 @@ __all__ = [
     "configs",
     "describe_generator",
     "estimate_riemann_borders",
+    "fit_model_config",
     "generators",
+    "load_model",
     "open_run",
     "sample_batch",
     "train",

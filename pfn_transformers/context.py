@@ -22,6 +22,7 @@ import torch
 from torch import Tensor
 from torch.distributions import Distribution
 
+from .distributions import distribution_from_logits
 from .model.kv_cache import KVCache
 from .model.length import warn_past_trained
 from .model.masks import AttentionLayout
@@ -164,8 +165,6 @@ class CachedContext:
         validate_args: bool | None = None,
     ) -> Distribution:
         """The predictive distribution at the query points (batch shape ``[B, M]``)."""
-        from .predictive import distribution_from_logits
-
         logits = self.logits(x_query, chunk_size=chunk_size)
         return distribution_from_logits(self.model, logits, validate_args=validate_args)
 

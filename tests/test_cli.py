@@ -347,21 +347,21 @@ def test_multirun_2x2_lands_in_job_folders(tmp_path):
 
 
 # ---------------------------------------------------------------------------- user prior
-README = Path(__file__).resolve().parents[1] / "README.md"
+OWN_PRIOR = Path(__file__).resolve().parents[1] / "docs" / "guides" / "your-own-prior.md"
 
 
 def readme_block(after: str, lang: str) -> str:
-    """The first ``lang`` code block after the line ``after`` in the README's user-prior section."""
-    text = README.read_text()
+    """The first ``lang`` code block after the line ``after`` in the user-prior guide."""
+    text = OWN_PRIOR.read_text()
     section = text[text.index("## Your own prior") :]
     rest = section[section.index(after) :]
     match = re.search(rf"```{lang}\n(.*?)```", rest, re.S)
-    assert match, f"README lost its {after} block"
+    assert match, f"docs/guides/your-own-prior.md lost its {after} block"
     return match.group(1)
 
 
 def test_user_prior_from_own_config_dir(tmp_path):
-    # exactly the files the README tells users to write
+    # exactly the files the guide tells users to write
     (tmp_path / "my_priors.py").write_text(readme_block("`my_priors.py`", "python"))
     (tmp_path / "my_conf" / "prior").mkdir(parents=True)
     (tmp_path / "my_conf" / "prior" / "sine.yaml").write_text(

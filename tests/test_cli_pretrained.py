@@ -173,10 +173,10 @@ def test_export_format_onnx_of_a_run(run, workdir, hydra_conf):
 
 
 def _readme_block(heading: str) -> str:
-    text = (Path(__file__).resolve().parents[1] / "README.md").read_text()
+    text = (Path(__file__).resolve().parents[1] / "docs" / "guides" / "sharing.md").read_text()
     section = text[text.index(heading) :]
     match = re.search(r"```python\n(.*?)```", section, re.S)
-    assert match, f"README lost its {heading} example"
+    assert match, f"docs/guides/sharing.md lost its {heading} example"
     return match.group(1)
 
 

@@ -43,3 +43,20 @@ def test_run_train_eval_sample_in_process(tmp_path):
     bad = compose("eval", overrides=[f"run={tmp_path / 'nope'}"])
     with pytest.raises(CliError, match="does not exist"):
         run_eval(bad)
+
+
+def test_the_closing_evaluation_scores_the_model_train_returned(tmp_path, monkeypatch):
+    """No second load from disk: the model train() returned is the one evaluated."""
+    from pfn_transformers.persistence import loading
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the closing evaluation reloaded the model from disk")
+
+    monkeypatch.setattr(loading, "load_model", refuse)
+    monkeypatch.setattr(loading, "load_checkpoint", refuse)
+    run_dir = tmp_path / "outputs" / "run"
+    cfg = compose("train", overrides=["model=unsupervised_discrete", "prior=coin", *TINY])
+    summary = run_train(cfg, run_dir=run_dir, choices={"model": "m", "prior": "coin"})
+    evaluation = json.loads((run_dir / "eval.json").read_text())
+    assert evaluation["step"] == summary["step"] == 30
+    assert evaluation["checkpoint"] == str(run_dir / "checkpoints" / "step-30.pt")

@@ -16,8 +16,8 @@ from omegaconf import OmegaConf
 
 from pfn_cli.compat import builtin_options
 from pfn_cli.errors import CliError
+from pfn_cli.experiment import build_experiment, build_training_config
 from pfn_cli.resolvers import register_resolvers
-from pfn_cli.train import build_experiment, build_training_config
 
 register_resolvers()
 pytestmark = pytest.mark.usefixtures("one_thread")

@@ -1,4 +1,4 @@
-"""The long-context benchmarks run, and the README's figures are their result files'."""
+"""The long-context benchmarks run, and the docs' figures are their result files'."""
 
 from __future__ import annotations
 
@@ -53,9 +53,9 @@ def test_loglog_slope_recovers_a_power_law():
     assert abs(bench_scaling.loglog_slope(xs, [3 * x**1.5 for x in xs]) - 1.5) < 1e-12
 
 
-def test_readme_long_context_figures_are_the_result_files():
-    """`python benchmarks/report_scaling.py --write README.md` after a benchmark run."""
-    readme = (REPO / "README.md").read_text()
+def test_the_guides_long_context_figures_are_the_result_files():
+    """`python benchmarks/report_scaling.py --write docs/guides/long-contexts.md` after a run."""
+    readme = (REPO / "docs" / "guides" / "long-contexts.md").read_text()
     block = report_scaling.render()
     assert f"{report_scaling.BEGIN}\n{block}{report_scaling.END}" in readme
 

@@ -11,8 +11,8 @@ import pytest
 from cli_helpers import TINY, read_status, run_dirs, run_pfn
 from omegaconf import OmegaConf
 
+from pfn_cli.closing import objective
 from pfn_cli.list_runs import sweep_jobs
-from pfn_cli.train import objective
 
 FAST = [*TINY, "training.num_steps=10", "eval.num_datasets=8", "eval.batch_size=8"]
 

@@ -220,7 +220,7 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "optuna/not-the-evaluation",
         "the objective skips the wanted metric and reports the next fallback",
-        "pfn_cli/train.py",
+        "pfn_cli/closing.py",
         "    candidates = OBJECTIVES[OBJECTIVES.index(wanted) :]\n",
         "    candidates = OBJECTIVES[OBJECTIVES.index(wanted) + 1 :]\n",
         OPTUNA,

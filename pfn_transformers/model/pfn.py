@@ -23,7 +23,7 @@ from torch import Tensor, nn
 from transformer_lens import HookedRootModule
 from transformer_lens.hook_points import HookPoint
 
-from ..hub import PretrainedMixin
+from ..persistence.hub import PretrainedMixin
 from .bucketizer import Bucketizer
 from .components import MLP, LayerNorm, TransformerBlock
 from .configs import (

@@ -13,7 +13,9 @@ import os
 from pathlib import Path
 from typing import Any
 
-from .. import checkpointing
+from ..persistence.checkpoint import save_checkpoint
+from ..persistence.errors import CheckpointWriteError
+from ..persistence.files import checkpoint_filename
 from .progress import TrainingProgress
 from .state import TrainState, rng_state
 
@@ -138,9 +140,9 @@ class Checkpointer(Callback):
         self.saved_step: int | None = None
 
     def save(self, state: TrainState) -> Path:
-        target = self.directory / checkpointing.checkpoint_filename(state.step)
+        target = self.directory / checkpoint_filename(state.step)
         try:
-            path = checkpointing.save_checkpoint(
+            path = save_checkpoint(
                 target,
                 state.step,
                 state.model.state_dict(),
@@ -155,7 +157,7 @@ class Checkpointer(Callback):
             )
         except OSError as exc:  # a full disk, a vanished mount: nothing half-written is kept
             kept = state.last_checkpoint
-            raise checkpointing.CheckpointWriteError(
+            raise CheckpointWriteError(
                 f"could not write the checkpoint {target} at step {state.step} "
                 f"({exc.strerror or exc}); "
                 + (f"the previous checkpoint {kept} is intact. " if kept else "")

@@ -52,7 +52,7 @@ class TrainingConfig:
         automl/PFNs' recipe: one context size n ~ U{0..S-1} per step, the first n points as
         context and the loss on the S-n others, one pass over S+1 tokens; "auto" (default)
         = "random" from seq_len 1,024 on, "all" below, where each won per training second
-        (``make bench-context-split``; README, "Long contexts"). Unsupervised models always
+        (``make bench-context-split``; docs/guides/long-contexts.md). Unsupervised models always
         score every position. A resumed run saved before this field keeps "all".
     """
 

@@ -100,8 +100,9 @@ def prepare(
     """Load the source and decide the new run's config; clear errors when ``model_config``
     (if given) disagrees with the source, or buckets cannot be refit."""
     from ..data.building import refit_bucket_fields
-    from ..hub import WeightsMismatchError, check_weights
+    from ..model.build import check_weights
     from ..model.pfn import PFN
+    from ..persistence.errors import WeightsMismatchError
 
     source = load_source(init_from)
     base = source.config.to_dict()
@@ -164,12 +165,11 @@ def _short(value: Any) -> str:
 def apply_init(model: nn.Module, init: InitSource) -> None:
     """Copy the source's weights into a freshly built model (the ``skip`` tensors keep their
     fresh initialisation)."""
-    from ..hub import check_weights
+    from ..model.build import load_weights
 
     own = model.state_dict()
     full = {**{k: own[k] for k in init.skip}, **init.state}
-    check_weights(model, full, f"init_from={init.parent['source']!r}")
-    model.load_state_dict(full)
+    load_weights(model, full, f"init_from={init.parent['source']!r}")
 
 
 def freezable_names(model: nn.Module) -> list[str]:

@@ -16,11 +16,12 @@ from typing import Any
 import torch
 from torch import Tensor
 
-from .. import checkpointing
 from ..data.protocol import BatchSource, batch_source, checked_source
 from ..model.configs import ModelConfig
 from ..model.pfn import PFNModel
-from ..runs import environment
+from ..persistence.files import ensure_writable_dir, remove_partial_files
+from ..persistence.provenance import Provenance
+from ..persistence.run_folder import environment
 from ..utils import resolve_device
 from . import finetune
 from .callbacks import (
@@ -288,11 +289,11 @@ def train(
     dist = DistributedContext.from_env(resolve_device(tc.device))
     if dist.is_main:  # refuse unwritable outputs before any training time is spent
         if tc.save_checkpoint:
-            checkpointing.ensure_writable_dir(tc.checkpoint_dir, "TrainingConfig.checkpoint_dir")
-            checkpointing.remove_partial_files(tc.checkpoint_dir)  # left by a killed run
+            ensure_writable_dir(tc.checkpoint_dir, "TrainingConfig.checkpoint_dir")
+            remove_partial_files(tc.checkpoint_dir)  # left by a killed run
         if tc.metrics_path:
             parent = Path(tc.metrics_path).parent
-            checkpointing.ensure_writable_dir(parent, "the folder of TrainingConfig.metrics_path")
+            ensure_writable_dir(parent, "the folder of TrainingConfig.metrics_path")
     state = build_state(
         model_config,
         tc,
@@ -333,10 +334,9 @@ def describe_prior(data_generator: Any) -> dict[str, Any]:
 
 def trained_provenance(state: TrainState) -> dict[str, Any]:
     """``model.provenance`` of a freshly trained model (what its checkpoints record)."""
-    from ..hub import provenance_from_checkpoint
     from ..utils import to_plain
 
-    return provenance_from_checkpoint(
+    return Provenance.from_checkpoint(
         {
             "step": state.step,
             "training_config": state.training_config.to_dict(),
@@ -345,4 +345,4 @@ def trained_provenance(state: TrainState) -> dict[str, Any]:
             "path": None if state.last_checkpoint is None else str(state.last_checkpoint),
             "provenance": state.provenance,
         }
-    )
+    ).to_dict()

@@ -17,9 +17,12 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import checkpointing
+from ..model.build import load_weights
 from ..model.configs import ConfigError, ModelConfig, config_from_dict
 from ..model.pfn import PFN, PFNModel
+from ..persistence.checkpoint import read_checkpoint
+from ..persistence.errors import CheckpointNotFoundError
+from ..persistence.files import find_step_file
 from .config import TrainingConfig
 from .distributed import DistributedContext
 from .finetune import InitSource, apply_freeze, apply_init
@@ -60,9 +63,9 @@ def resolve_resume(resume_from: str | Path) -> Path:
     """The checkpoint file ``resume_from`` names (a file, or the newest in a folder)."""
     path = Path(resume_from)
     if path.is_dir():
-        return checkpointing.find_checkpoint(path)
+        return find_step_file(path)
     if not path.is_file():
-        raise checkpointing.CheckpointNotFoundError(
+        raise CheckpointNotFoundError(
             f"resume_from={str(resume_from)!r} does not exist; pass a checkpoint file or a folder "
             "of step-N.pt files."
         )
@@ -151,7 +154,7 @@ def build_state(
     last_checkpoint = None
     if resume_from is not None:
         last_checkpoint = resolve_resume(resume_from)
-        payload = checkpointing.read_checkpoint(last_checkpoint)
+        payload = read_checkpoint(last_checkpoint)
         model_config = resumed_model_config(model_config, payload["model_config"], last_checkpoint)
         tc = resumed_training_config(tc, payload.get("training_config"))
     torch.manual_seed(tc.seed)
@@ -167,7 +170,7 @@ def build_state(
     start_step = 0
     parent = None if init is None else init.parent
     if payload is not None:
-        model.load_state_dict(payload["model_state"])
+        load_weights(model, payload["model_state"], f"resume_from={str(last_checkpoint)!r}")
         if payload.get("optimizer_state"):
             optimizer.load_state_dict(payload["optimizer_state"])
             if isinstance(optimizer, torch.optim.AdamW):  # older AdamW checkpoints: not fused

@@ -12,6 +12,7 @@ import re
 from dataclasses import dataclass
 from typing import Any
 
+from pfn_transformers.persistence.sources import is_wandb_reference
 from pfn_transformers.wandb.errors import (
     AmbiguousRunError,
     RunNotFoundError,
@@ -128,9 +129,7 @@ class WandbRunRef:
 
 def is_wandb_run_spec(spec: Any) -> bool:
     """True for ``wandb:...`` specs and W&B run URLs (what the CLI's ``run=`` accepts)."""
-    return isinstance(spec, str) and (
-        spec.startswith("wandb:") or _URL_RE.match(spec.strip()) is not None
-    )
+    return is_wandb_reference(spec)
 
 
 def parse_run_identifier(

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from ..checkpointing import CheckpointNotFoundError
+from ..persistence.errors import CheckpointNotFoundError
 
 
 class WandbUnavailableError(RuntimeError):

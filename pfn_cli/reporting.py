@@ -1,0 +1,113 @@
+"""What the commands print: the table of an evaluation and the closing lines of ``pfn train``."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+from typing import Any
+
+# ---------------------------------------------------------------------------- table
+_ROWS = (
+    ("excess_nll", "excess NLL (PFN - exact)"),
+    ("nll", "NLL (PFN)"),
+    ("exact_nll", "NLL (exact posterior)"),
+    ("prior_predictive_nll", "NLL (prior predictive)"),
+    ("floor_nll", "NLL floor (bucket borders)"),
+    ("floor_excess_nll", "floor excess NLL"),
+    ("kl", "KL(exact || PFN)"),
+    ("mse", "MSE of predictive mean"),
+    ("exact_mse", "MSE (exact mean)"),
+    ("accuracy", "accuracy"),
+    ("exact_accuracy", "accuracy (exact)"),
+)
+
+
+def _fmt(stat: Any) -> str | None:
+    if isinstance(stat, dict):
+        mean, se = stat.get("mean"), stat.get("stderr")
+        if mean is None:
+            return None
+        text = f"{mean:.4f}"
+        if se is not None and not (isinstance(se, float) and math.isnan(se)):
+            text += f" ± {se:.4f}"
+        return text
+    if isinstance(stat, int | float) and not isinstance(stat, bool):
+        return f"{stat:.4f}"
+    return None
+
+
+def results_table(results: dict[str, Any], title: str | None = "Evaluation") -> Any:
+    """A Rich table of the headline numbers of an ``evaluate`` result."""
+    from rich.table import Table
+
+    table = Table(title=title, title_justify="left")
+    table.add_column("metric")
+    table.add_column("mean ± stderr", justify="right")
+    for key, label in _ROWS:
+        if key == "kl" and results.get("kl") == results.get("excess_nll"):
+            continue
+        text = _fmt(results.get(key))
+        if text is not None:
+            table.add_row(label, text)
+    cov = results.get("coverage")
+    if isinstance(cov, dict):
+        for level, stat in cov.items():
+            text = _fmt(stat)
+            if text is not None:
+                table.add_row(f"coverage of {float(level):.0%} interval", text)
+    length = results.get("length")
+    if isinstance(length, dict):  # evaluated past the trained length: the two parts apart
+        t = length["trained_seq_len"]
+        for part, where in (("within", f"n < {t}, trained"), ("beyond", f"n >= {t}, beyond")):
+            block = length[part]
+            key = "excess_nll" if "excess_nll" in block else "nll"
+            text = _fmt(block.get(key))
+            if text is not None:
+                table.add_row(f"{dict(_ROWS)[key]} ({where})", text)
+    beats = results.get("beats_prior_predictive")
+    if beats is not None:
+        table.add_row("beats prior predictive", "[green]yes[/]" if beats else "[red]no[/]")
+    table.caption = (
+        f"{results.get('num_datasets', '?')} datasets x {results.get('seq_len', '?')} positions, "
+        f"prior {results.get('prior', '?')}; nats"
+    )
+    return table
+
+
+def print_train_summary(
+    run_dir: Path, status: dict, results: dict | None, train_time: float
+) -> None:
+    from rich.console import Console
+
+    console = Console(soft_wrap=True)
+    loss = status.get("last_loss")
+    console.print(
+        f"[bold green]Finished[/] {status.get('step')}/{status.get('num_steps')} steps in "
+        f"{train_time:.0f}s (last loss {'-' if loss is None else f'{loss:.4g}'}): {run_dir}"
+    )
+    if results is not None:
+        console.print(results_table(results, title="Final evaluation (eval.json)"))
+        if results.get("fine_tuning"):
+            console.print(fine_tuning_line(results["fine_tuning"]))
+    console.print(
+        f"Next: pfn eval run={run_dir}\n      pfn sample run={run_dir}\n      pfn list-runs"
+    )
+
+
+def fine_tuning_line(report: dict[str, Any]) -> str:
+    """One sentence: what fine-tuning gained on the new prior and forgot on the old one."""
+
+    def pair(entry: dict[str, Any] | None) -> str:
+        if not entry or entry.get("before") is None or entry.get("after") is None:
+            return "not measured"
+        b, a = entry["before"]["mean"], entry["after"]["mean"]
+        return f"{entry['metric']} {b:.4f} -> {a:.4f}"
+
+    text = f"Fine-tuned from {report.get('source')}: new prior {pair(report.get('new_prior'))}"
+    if report.get("source_prior"):
+        text += f"; source prior {pair(report['source_prior'])}"
+        if report.get("forgetting") is not None:
+            text += f" (forgetting {report['forgetting']:+.4f} nats)"
+    else:
+        text += "; the source's prior is not recorded, forgetting not measured"
+    return text + "."
