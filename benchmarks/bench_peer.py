@@ -64,13 +64,16 @@ def train_peer(task: Task, stream: SharedStream, args: argparse.Namespace, steps
         learning_rate=args.lr,
         warmup_steps=args.warmup,
         weight_decay=args.weight_decay,
+        device=args.device,
     )
 
 
 @torch.no_grad()
 def score(lib: str, model: Any, task: Task, x: torch.Tensor, y: torch.Tensor) -> dict[str, Any]:
-    lp = peer_pfns.log_predictive(model, x, y) if lib == "pfns" else model.log_predictive(x, y)
-    return summarize(exact_log_predictive(task, x, y) - lp.double())
+    device = next(model.parameters()).device
+    xd, yd = x.to(device), y.to(device)
+    lp = peer_pfns.log_predictive(model, xd, yd) if lib == "pfns" else model.log_predictive(xd, yd)
+    return summarize(exact_log_predictive(task, x, y) - lp.double().cpu())
 
 
 def run_task(task: Task, args: argparse.Namespace, console: Console) -> dict[str, Any]:
@@ -91,11 +94,13 @@ def run_task(task: Task, args: argparse.Namespace, console: Console) -> dict[str
     stream = lambda: SharedStream(task.prior, args.batch_size, args.seed)  # noqa: E731
     steps = args.steps
     peer_s = record("pfns", "pfns", steps, train_peer(task, stream(), args, steps))
-    ours_s = record("ours", "ours", steps, train_ours(task, stream(), args, steps))
+    on_device = {"device": args.device}
+    ours_s = record("ours", "ours", steps, train_ours(task, stream(), args, steps, None, on_device))
     if not args.no_equal_time:
         if ours_s < peer_s:
             more = round(steps * peer_s / ours_s)
-            record("ours_equal_time", "ours", more, train_ours(task, stream(), args, more))
+            trained = train_ours(task, stream(), args, more, None, on_device)
+            record("ours_equal_time", "ours", more, trained)
         else:
             more = round(steps * ours_s / peer_s)
             record("pfns_equal_time", "pfns", more, train_peer(task, stream(), args, more))
@@ -177,6 +182,7 @@ def main() -> None:
     parser.add_argument("--datasets", type=int, default=2048)
     add_shape_args(parser)
     parser.add_argument("--no-equal-time", action="store_true")
+    parser.add_argument("--device", default="cpu", help="cpu or cuda: both libraries train there")
     parser.add_argument("--out", type=Path, default=RESULTS / "peer.json")
     args = parser.parse_args()
     console = Console()

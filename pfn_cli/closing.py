@@ -73,6 +73,9 @@ def final_evaluation(
         "prior_choice": exp.prior_choice,
         "model_choice": exp.model_choice,
     }
+    note = ((prov.get("training") or {}).get("outcome") or {}).get("note")
+    if note:  # the header of the table, and eval.json, say the model hardly trained
+        results["training_note"] = note
     if exp.source is not None and ev.get("fine_tuning", True):
         results["fine_tuning"] = fine_tuning_report(exp, model, results, ev)
     run.evaluated(results)

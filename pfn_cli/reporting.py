@@ -40,6 +40,9 @@ def results_table(results: dict[str, Any], title: str | None = "Evaluation") -> 
     """A Rich table of the headline numbers of an ``evaluate`` result."""
     from rich.table import Table
 
+    note = results.get("training_note")
+    if note and title:  # a model that trained almost nothing: say so above its numbers
+        title = f"{title}\n[yellow]{note}[/]"
     table = Table(title=title, title_justify="left")
     table.add_column("metric")
     table.add_column("mean ± stderr", justify="right")
@@ -80,11 +83,13 @@ def print_train_summary(
     from rich.console import Console
 
     console = Console(soft_wrap=True)
-    loss = status.get("last_loss")
-    console.print(
-        f"[bold green]Finished[/] {status.get('step')}/{status.get('num_steps')} steps in "
-        f"{train_time:.0f}s (last loss {'-' if loss is None else f'{loss:.4g}'}): {run_dir}"
-    )
+    console.print(train_summary_line(run_dir, status, train_time))
+    note = status.get("training_note")
+    if note:
+        console.print(
+            f"[bold yellow]Warning:[/] {note}. The evaluation below scores a model that has "
+            "hardly trained."
+        )
     if results is not None:
         console.print(results_table(results, title="Final evaluation (eval.json)"))
         if results.get("fine_tuning"):
@@ -92,6 +97,28 @@ def print_train_summary(
     console.print(
         f"Next: pfn eval run={run_dir}\n      pfn sample run={run_dir}\n      pfn list-runs"
     )
+
+
+def train_summary_line(run_dir: Path, status: dict, train_time: float) -> str:
+    """ "Finished 8,000/8,000 steps in 175s (compiling 12s, not counted in max_time_s; last
+    loss 0.41): RUN", or "Stopped by the time limit at 87/100,000 steps ..." """
+    loss = status.get("last_loss")
+    step, planned = status.get("step"), status.get("num_steps")
+    counts = (
+        f"{step:,}/{planned:,}"
+        if isinstance(step, int) and isinstance(planned, int)
+        else (f"{step}/{planned}")
+    )
+    if status.get("stop_reason") == "time_limit":
+        head = f"[bold yellow]Stopped by the time limit[/] at {counts} steps"
+    else:
+        head = f"[bold green]Finished[/] {counts} steps"
+    details = []
+    compile_s = status.get("compile_s")
+    if isinstance(compile_s, int | float) and compile_s >= 0.5:
+        details.append(f"compiling {compile_s:.0f}s, not counted in max_time_s")
+    details.append(f"last loss {'-' if loss is None else f'{loss:.4g}'}")
+    return f"{head} in {train_time:.0f}s ({'; '.join(details)}): {run_dir}"
 
 
 def fine_tuning_line(report: dict[str, Any]) -> str:

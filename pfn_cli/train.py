@@ -15,6 +15,7 @@ import logging
 import math
 import sys
 import time
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,7 @@ def train_job(job: Job) -> tuple[Any, float]:
     """Train; Ctrl-C marks the run interrupted (exit 130), a failure marks it failed.
     Returns the trained model and the training time in seconds."""
     from pfn_transformers import train
+    from pfn_transformers.training.outcome import ShortTrainingWarning
 
     exp, tc = job.exp, job.exp.training_config
     data_config = {
@@ -51,7 +53,9 @@ def train_job(job: Job) -> tuple[Any, float]:
     )
     t0 = time.time()
     try:
-        with job.run.training():
+        with job.run.training(), warnings.catch_warnings():
+            # the summary says it in words (training_note), beside the evaluation
+            warnings.simplefilter("ignore", ShortTrainingWarning)
             model = train(
                 exp.prior,
                 exp.model_config,
@@ -65,9 +69,12 @@ def train_job(job: Job) -> tuple[Any, float]:
     except KeyboardInterrupt as exc:  # TrainingInterrupted: Ctrl-C or SIGTERM
         step = job.run.last_step()
         how = "stopped at once" if getattr(exc, "forced", False) else "stopped cleanly"
+        outcome = getattr(exc, "outcome", None)
+        note = outcome.note() if outcome is not None else None
         sys.stderr.write(
             f"\npfn train: {getattr(exc, 'signal_name', 'SIGINT')}: {how}; the last checkpoint "
-            f"is step {step}/{tc.num_steps}. Resume with:\n  pfn train resume={job.run.path}\n"
+            f"is step {step}/{tc.num_steps}.{f' Warning: {note}.' if note else ''} Resume "
+            f"with:\n  pfn train resume={job.run.path}\n"
         )
         sys.exit(130)
     except Exception as exc:

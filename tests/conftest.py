@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import tempfile
 
 # Idle OpenMP threads sleep instead of spinning: on a shared 2-core machine spinning threads
 # made in-process training steps several times slower. Must be set before torch loads.
@@ -15,6 +16,8 @@ os.environ.setdefault("WANDB_MODE", "disabled")
 os.environ.setdefault("WANDB_SILENT", "true")
 os.environ.setdefault("HYDRA_FULL_ERROR", "0")
 os.environ.setdefault("HF_HUB_OFFLINE", "1")  # tests never reach the Hugging Face Hub
+# compile timings and kernels go to a throwaway folder, never the user's cache
+os.environ.setdefault("PFN_CACHE_DIR", tempfile.mkdtemp(prefix="pfn-test-cache-"))
 torch.set_num_threads(min(2, os.cpu_count() or 1))
 
 

@@ -38,6 +38,22 @@ from .length import warn_past_trained
 from .masks import AttentionLayout, causal_layout, interleaved_layout, pfn_layout
 
 
+def _autocast_device_types() -> frozenset[str]:
+    types = set()
+    for device_type in ("cpu", "cuda", "xpu", "mps", "hpu", "mtia", "xla"):
+        try:
+            if torch.amp.is_autocast_available(device_type):
+                types.add(device_type)
+        except (RuntimeError, ValueError):
+            pass
+    return frozenset(types)
+
+
+# Device types with autocast, asked once: TorchDynamo cannot trace the query itself (a
+# graph break in the compiled training step on CUDA, issue 23).
+AUTOCAST_DEVICE_TYPES = _autocast_device_types()
+
+
 class PFNModel(PretrainedMixin, HookedRootModule):
     """Prior-Fitted Network with TransformerLens hook names (see ``PFN`` for the factory);
     ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` come from ``hub.py``."""
@@ -195,7 +211,7 @@ class PFNModel(PretrainedMixin, HookedRootModule):
         """Logits from the final LayerNorm's output: the decoder MLP (if any) and W_U, in
         float32 even under bf16 autocast: bf16 logits add ~1e-2 nats of noise to the NLL,
         the size of the excess NLL a good PFN reaches."""
-        if not torch.amp.is_autocast_available(resid.device.type):  # e.g. the meta device
+        if resid.device.type not in AUTOCAST_DEVICE_TYPES:  # e.g. the meta device
             return self._decode(resid.float())
         with torch.autocast(device_type=resid.device.type, enabled=False):
             return self._decode(resid.float())

@@ -116,24 +116,29 @@ class RunLifecycle:
             raise
 
     def trained(self, model: Any, seconds: float, *, num_steps: int | None = None) -> dict:
-        """Training ended normally: its step, time, last loss and device."""
+        """Training ended normally: its step, time, last loss and device, and how it ended
+        (``stop_reason``, ``compile_s``; ``training_note`` when it trained almost nothing)."""
         last = last_metrics(self.path) or {}
+        outcome = ((getattr(model, "provenance", None) or {}).get("training") or {}).get("outcome")
         return update_status(
             self.path,
             step=self.last_step(num_steps or 0),
             train_time_s=seconds,
             last_loss=last.get("loss"),
             device=str(model.device),
+            **outcome_fields(outcome),
         )
 
     def interrupted(self, exc: BaseException, seconds: float) -> dict[str, Any]:
         """Status ``interrupted`` with the signal that stopped it."""
+        outcome = getattr(exc, "outcome", None)
         return update_status(
             self.path,
             status="interrupted",
             step=self.last_step(),
             signal=getattr(exc, "signal_name", "SIGINT"),
             train_time_s=seconds,
+            **outcome_fields(outcome.to_dict() if outcome is not None else None),
         )
 
     def failed(self, exc: BaseException, tb: str | None = None) -> dict[str, Any]:
@@ -167,4 +172,17 @@ class RunLifecycle:
         return update_status(self.path, status="finished", finished=now_iso(), **fields)
 
 
-__all__ = ["RunLifecycle"]
+def outcome_fields(outcome: Mapping[str, Any] | None) -> dict[str, Any]:
+    """The status.json fields of a ``TrainingOutcome.to_dict()``: planned steps, stop reason,
+    compile seconds and the note of a run that trained almost nothing (None otherwise)."""
+    if not outcome:
+        return {}
+    return {
+        "planned_steps": outcome.get("planned_steps"),
+        "stop_reason": outcome.get("stop_reason"),
+        "compile_s": outcome.get("compile_s"),
+        "training_note": outcome.get("note"),
+    }
+
+
+__all__ = ["RunLifecycle", "outcome_fields"]

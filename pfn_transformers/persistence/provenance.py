@@ -69,6 +69,7 @@ class Provenance:
             "device": recorded.get("device"),
             "world_size": recorded.get("world_size"),
             "config": tc or None,
+            "outcome": recorded.get("outcome"),  # stop reason, planned steps, compile seconds
         }
         return cls(
             prior=prior or None,

@@ -31,6 +31,10 @@ class Callback:
 
     def on_step_end(self, state: TrainState) -> None: ...
 
+    def on_compile(self, state: TrainState, *, started: bool) -> None:
+        """Before the first compiled step (``started=True``) and once it is warm
+        (``state.compile_s`` then holds the seconds it took)."""
+
     def on_train_end(self, state: TrainState, status: str) -> None:
         """status: "finished", "timed_out", "interrupted" (clean stop on a signal), "aborted"
         (a second signal: stop at once) or "failed"."""
@@ -103,6 +107,9 @@ class ProgressBar(Callback):
 
     def on_eval(self, state: TrainState, metrics: dict[str, Any]) -> None:
         self.progress.update(state.step, {**state.last_metrics, "eval_loss": metrics["loss"]})
+
+    def on_compile(self, state: TrainState, *, started: bool) -> None:
+        self.progress.set_phase("compiling" if started else "train", state.compile_s)
 
     def on_train_end(self, state: TrainState, status: str) -> None:
         self.progress.stop()
@@ -200,6 +207,10 @@ class CallbackList(Callback):
     def on_step_end(self, state: TrainState) -> None:
         for cb in self.callbacks:
             cb.on_step_end(state)
+
+    def on_compile(self, state: TrainState, *, started: bool) -> None:
+        for cb in self.callbacks:
+            cb.on_compile(state, started=started)
 
     def on_train_end(self, state: TrainState, status: str) -> None:
         errors = []

@@ -39,13 +39,24 @@ class TrainingConfig:
     precision: "auto" = bf16 autocast where bf16 matmuls are native (CUDA with bf16, CPUs
         with AMX or AVX512-BF16), fp32 elsewhere; "bf16" forces autocast; "fp32" disables it.
     compile: compile the training step with torch.compile. "auto" = on CUDA (with CUDA
-        graphs, mode "reduce-overhead"), off elsewhere (on 2 CPU cores a compiled step won
-        8% after a minute of compiling); True / False force it; a torch.compile mode string
-        ("default", "reduce-overhead", ...) picks the mode. Steps run uncompiled while
-        hooks are attached to the model.
+        graphs, mode "reduce-overhead") when it pays: after 20 timed eager steps it compiles
+        only if the steps (or seconds) left save more than the compile is expected to take
+        (the last compile of the same shapes, else 75 s); off elsewhere (on 2 CPU cores a
+        compiled step won 8% after a minute of compiling). True / False force it; a
+        torch.compile mode string ("default", "reduce-overhead", ...) picks the mode.
+        Compiling never counts against ``max_time_s``; its seconds are reported
+        (``compile_s`` in metrics, status.json, the summary). Compiled kernels are cached
+        on disk (``$PFN_CACHE_DIR``, default the user cache directory, unless
+        ``TORCHINDUCTOR_CACHE_DIR`` is set), so a second run with the same shapes starts
+        within seconds. Steps run uncompiled while hooks are attached to the model.
+    tf32: on CUDA, fp32 matmuls use TF32 tensor cores while ``train()`` runs
+        (``torch.set_float32_matmul_precision("high")``, restored afterwards); False keeps
+        full fp32. bf16-autocast matmuls and CPU runs are unaffected.
     progress_bar: Rich progress bar on rank 0.
     metrics_path: JSONL file receiving one line per log step and per evaluation.
-    max_time_s: stop (and checkpoint) after this many seconds of training.
+    max_time_s: stop (and checkpoint) after this many seconds of training (compiling
+        excluded). A run it stops inside its warmup or before 10% of ``num_steps`` warns
+        (``ShortTrainingWarning``) and says so in its summary.
     wandb_mode: "online" | "offline" | "disabled"; None reads WANDB_MODE (default online).
     context_split: how a supervised batch is scored. "all" = every position i given the i
         points before it, all context sizes in one pass over 2S+1 tokens; "random" =
@@ -89,6 +100,7 @@ class TrainingConfig:
     adamw_lr_ratio: float = 3.0
     precision: str = "auto"
     compile: bool | str = "auto"
+    tf32: bool = True
     progress_bar: bool = True
     metrics_path: str | None = None
     max_time_s: float | None = None
@@ -154,6 +166,8 @@ class TrainingConfig:
                 raise ValueError(
                     f"TrainingConfig.{name}={value!r} is not valid; choose one of {list(valid)}."
                 )
+        if not isinstance(self.tf32, bool):
+            raise ValueError(f"TrainingConfig.tf32={self.tf32!r} is not valid; use True or False.")
         if self.compile not in (True, False, "auto", *COMPILE_MODES):
             raise ValueError(
                 f"TrainingConfig.compile={self.compile!r} is not valid; use True, False, 'auto' "

@@ -32,12 +32,20 @@ from .callbacks import (
     ProgressBar,
     WandbTracking,
 )
+from .compilation import (
+    PROBE_STEPS,
+    compile_pays,
+    compile_signature,
+    expected_compile_s,
+    record_compile_s,
+)
 from .config import TrainingConfig
 from .distributed import DistributedContext
+from .outcome import ShortTrainingWarning, TrainingOutcome
 from .progress import TrainingProgress
 from .signals import StopSignals, TrainingInterrupted
 from .state import TrainState, build_state
-from .step import NonFiniteGuard, StepStats, TrainStep, autocast
+from .step import NonFiniteGuard, StepStats, TrainStep, autocast, tf32_matmuls
 
 
 def nominal_lr(scheduler: torch.optim.lr_scheduler.LRScheduler, tc: TrainingConfig) -> float:
@@ -155,6 +163,7 @@ class _LogWindow:
             "data_share": self.data_s / elapsed,
             "elapsed_s": now - self.started,
             "skipped_steps": int(skipped),
+            "compile_s": state.compile_s,
         }
         if targets:
             metrics["out_of_range_frac"] = out_of_range / targets
@@ -177,6 +186,69 @@ class _LogWindow:
         return metrics, agreed
 
 
+class _CompileClock:
+    """Seconds the compiled step spent compiling (kept out of the ``max_time_s`` budget),
+    and the decision of ``compile="auto"`` after ``PROBE_STEPS`` timed eager steps."""
+
+    def __init__(
+        self, state: TrainState, step_fn: TrainStep, callbacks: CallbackList, started: float
+    ) -> None:
+        self.state, self.step_fn, self.callbacks = state, step_fn, callbacks
+        self.started = started  # the run's clock (time.perf_counter) at its first step
+        self.seconds = 0.0
+        self.compiled = False
+        self.probe_from: tuple[int, float] | None = None
+        self.signature = compile_signature(state, step_fn.mode) if step_fn.mode else ""
+
+    def _sync(self) -> float:
+        if self.state.device.type == "cuda":
+            torch.cuda.synchronize(self.state.device)
+        return time.perf_counter()
+
+    def step(self, x: Tensor | None, y: Tensor) -> Tensor:
+        """One step; a step that compiles (or captures CUDA graphs) is timed apart."""
+        step_fn = self.step_fn
+        if step_fn.deferred:
+            self._probe()
+        if not step_fn.compiles_next():
+            return step_fn(x, y)
+        if not self.compiled:
+            self.callbacks.on_compile(self.state, started=True)
+        t0 = self._sync()
+        loss = step_fn(x, y)
+        self.seconds += self._sync() - t0
+        if not step_fn.compiles_next():  # warm: report once and remember for "auto"
+            self.compiled = True
+            self.callbacks.on_compile(self.state, started=False)
+            if self.state.dist.is_main:
+                record_compile_s(self.signature, self.seconds)
+        return loss
+
+    def _probe(self) -> None:
+        """Time eager steps PROBE_STEPS // 4 .. PROBE_STEPS of this call, then decide."""
+        state, tc = self.state, self.state.training_config
+        done = state.step - state.start_step
+        if done == PROBE_STEPS // 4:
+            self.probe_from = (done, self._sync())
+        elif done >= PROBE_STEPS and self.probe_from is not None:
+            start, t0 = self.probe_from
+            eager_step_s = (self._sync() - t0) / (done - start)
+            spent = time.perf_counter() - self.started
+            seconds_left = None if tc.max_time_s is None else tc.max_time_s - spent
+            pays = compile_pays(
+                eager_step_s,
+                tc.num_steps - state.step,
+                seconds_left,
+                expected_compile_s(self.signature),
+            )
+            # every rank takes the first rank's decision (or the graphs would differ)
+            pays = bool(state.dist.mean(torch.tensor([float(pays)], device=state.device)) > 0.5)
+            if pays:
+                self.step_fn.enable_compile()
+            else:
+                self.step_fn.deferred = False
+
+
 def _run_steps(
     state: TrainState,
     source: BatchSource,
@@ -186,14 +258,17 @@ def _run_steps(
 ) -> str:
     """Step until ``num_steps``, ``max_time_s`` or a stop signal; returns the end status.
 
-    One process stops at the first step boundary after a signal or the time limit. Under DDP
-    every rank must stop at the same step (or the next all-reduce hangs), so the ranks agree
-    at log steps, in the synchronisation those already make.
+    ``max_time_s`` budgets training: the seconds a compiled step spends compiling do not
+    count (``state.compile_s``). One process stops at the first step boundary after a
+    signal or the time limit. Under DDP every rank must stop at the same step (or the next
+    all-reduce hangs), so the ranks agree at log steps, in the synchronisation those
+    already make.
     """
     tc = state.training_config
     step_fn = TrainStep(state)
     guard = NonFiniteGuard(step_fn.stats, tc.num_steps)
     window = _LogWindow(state, step_fn.stats)
+    clock = _CompileClock(state, step_fn, callbacks, window.started)
     single = state.dist.world_size == 1
     timed_out = False
     state.model.train()
@@ -201,13 +276,13 @@ def _run_steps(
         t0 = time.perf_counter()
         x, y = source.sample(tc.batch_size, tc.seq_len, device=state.device)
         window.data_s += time.perf_counter() - t0
-        window.losses.append(step_fn(x, y))
+        window.losses.append(clock.step(x, y))
         state.step += 1
         guard.check(state)
         stopping = stop.requested is not None
-        timed_out = (
-            tc.max_time_s is not None and time.perf_counter() - window.started > tc.max_time_s
-        )
+        state.train_s = time.perf_counter() - window.started - clock.seconds
+        state.compile_s = clock.seconds
+        timed_out = tc.max_time_s is not None and state.train_s > tc.max_time_s
         at_log = state.step % tc.log_every == 0 or state.step == tc.num_steps
         if at_log or (single and (stopping or timed_out)):
             metrics, (stopping, timed_out) = window.close(stopping, timed_out)
@@ -233,6 +308,21 @@ def _run_steps(
             break
     guard.check(state, final=True)
     return "timed_out" if timed_out else "finished"
+
+
+def training_outcome(state: TrainState, status: str, signal: str | None = None) -> TrainingOutcome:
+    """How this ``train()`` call ended (see ``training.outcome``)."""
+    tc = state.training_config
+    return TrainingOutcome(
+        status=status,
+        planned_steps=tc.num_steps,
+        trained_steps=state.step,
+        warmup_steps=tc.warmup_steps if tc.use_warmup else 0,
+        max_time_s=tc.max_time_s,
+        train_s=round(state.train_s, 3),
+        compile_s=round(state.compile_s, 3),
+        signal=signal,
+    )
 
 
 def train(
@@ -309,7 +399,10 @@ def train(
     with StopSignals() as stop:
         try:
             callbacks.on_train_start(state)
-            status = _run_steps(state, source, callbacks, eval_source, stop)
+            with tf32_matmuls(state.device, tc.tf32):
+                status = _run_steps(state, source, callbacks, eval_source, stop)
+            outcome = training_outcome(state, status, stop.requested)
+            state.provenance["outcome"] = outcome.to_dict()  # the final checkpoint keeps it
         except KeyboardInterrupt:  # a second signal, or Ctrl-C where no handler could be set
             status = "aborted" if stop.forced else "interrupted"
             raise
@@ -320,8 +413,16 @@ def train(
                 dist.close()
     state.model.eval()
     state.model.provenance = trained_provenance(state)
+    note = outcome.note()
+    if note is not None and dist.is_main:
+        warnings.warn(
+            f"{note}. The model has hardly trained: raise max_time_s (it does not count "
+            "compilation) or num_steps, or resume the run.",
+            ShortTrainingWarning,
+            stacklevel=2,
+        )
     if status == "interrupted":
-        raise TrainingInterrupted(stop.requested or "SIGINT")
+        raise TrainingInterrupted(stop.requested or "SIGINT", outcome=outcome)
     return state.model
 
 

@@ -16,6 +16,8 @@ class TrainingProgress:
         self.enabled = enabled
         self.total = tc.num_steps
         self.start_step = start_step
+        self.phase = "train"  # "compiling" while the compiled step compiles
+        self.compile_note = ""
         self._progress: Progress | None = None
         self._task = None
 
@@ -23,14 +25,14 @@ class TrainingProgress:
         if not self.enabled:
             return
         self._progress = Progress(
-            TextColumn("[bold]train"),
+            TextColumn("[bold]{task.fields[phase]}"),
             BarColumn(),
             MofNCompleteColumn(),
             TextColumn("{task.fields[stats]}"),
             TimeElapsedColumn(),
         )
         self._task = self._progress.add_task(
-            "train", total=self.total, completed=self.start_step, stats=""
+            "train", total=self.total, completed=self.start_step, stats="", phase=self.phase
         )
         self._progress.start()
 
@@ -39,9 +41,21 @@ class TrainingProgress:
             return
         stats = f"loss {metrics.get('loss', float('nan')):.4f}  lr {metrics.get('lr', 0.0):.2e}  "
         stats += f"{metrics.get('seq_per_s', 0.0):,.0f} seq/s"
+        stats += self.compile_note
         if "eval_loss" in metrics:
             stats += f"  eval {metrics['eval_loss']:.4f}"
         self._progress.update(self._task, completed=step, stats=stats)
+
+    def set_phase(self, phase: str, compile_s: float = 0.0) -> None:
+        """Show "compiling" while the first compiled step builds, then "train"; the
+        compile time stays in the stats once known."""
+        self.phase = phase
+        if phase == "compiling":
+            self.compile_note = ""
+        elif compile_s:
+            self.compile_note = f"  compiled in {compile_s:.0f}s"
+        if self._progress is not None:
+            self._progress.update(self._task, phase=phase)
 
     def stop(self) -> None:
         if self._progress is not None:

@@ -22,10 +22,13 @@ class TrainingInterrupted(KeyboardInterrupt):
     """Training stopped on a signal; ``signal_name`` says which, ``forced`` whether a second
     signal cut the clean stop short (then no final checkpoint was written)."""
 
-    def __init__(self, signal_name: str = "SIGINT", forced: bool = False) -> None:
+    def __init__(
+        self, signal_name: str = "SIGINT", forced: bool = False, outcome: Any = None
+    ) -> None:
         super().__init__(signal_name)
         self.signal_name = signal_name
         self.forced = forced
+        self.outcome = outcome  # a TrainingOutcome after a clean stop (None when forced)
 
 
 class StopSignals:

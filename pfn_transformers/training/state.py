@@ -89,6 +89,8 @@ class TrainState:
     last_metrics: dict[str, Any] = field(default_factory=dict)
     recent_losses: list[float] = field(default_factory=list)  # every step since the last log
     last_checkpoint: Path | None = None
+    train_s: float = 0.0  # seconds of training in this call, compiling excluded
+    compile_s: float = 0.0  # seconds the compiled step spent compiling / capturing
     # plain facts saved with every checkpoint (parent, prior, device, library version)
     provenance: dict[str, Any] = field(default_factory=dict)
 

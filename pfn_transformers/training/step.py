@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import contextlib
 import math
-import os
 import random
+from collections.abc import Iterator
 
 import torch
 from torch import Tensor
 
 from ..utils import has_fast_bf16
+from .compilation import compiled_training_loss, training_loss
 from .state import TrainState
 
 # A run stops when this many steps in a row, or more than this share of all steps (and at
@@ -40,6 +41,21 @@ def autocast(device: torch.device, precision: str) -> contextlib.AbstractContext
     """The autocast context ``precision`` asks for on ``device``."""
     enabled = uses_bf16(device, precision)
     return torch.autocast(device_type=device.type, dtype=torch.bfloat16, enabled=enabled)
+
+
+@contextlib.contextmanager
+def tf32_matmuls(device: torch.device, enabled: bool) -> Iterator[None]:
+    """TF32 for fp32 matmuls on CUDA while the block runs (``TrainingConfig.tf32``); the
+    process's previous setting comes back afterwards, so predictions stay full fp32."""
+    if not enabled or device.type != "cuda":
+        yield
+        return
+    previous = torch.get_float32_matmul_precision()
+    torch.set_float32_matmul_precision("high")
+    try:
+        yield
+    finally:
+        torch.set_float32_matmul_precision(previous)
 
 
 class StepStats:
@@ -174,22 +190,32 @@ class TrainStep:
         self.mode = compile_mode(self.tc.compile, state.device)
         if self.split_context and self.tc.compile == "auto":
             self.mode = None  # every context size would be a graph of its own
+        # "auto" decides after timing eager steps (the loop calls enable_compile if it pays)
+        self.deferred = self.mode is not None and self.tc.compile == "auto"
         self.compiled_loss = None
-        if self.mode is not None:
-            backend = os.environ.get("PFN_COMPILE_BACKEND", "inductor")  # e.g. aot_eager in tests
-            options = {"mode": self.mode} if backend == "inductor" else {}
-            self.compiled_loss = torch.compile(
-                self.loss, backend=backend, dynamic=self.split_context, **options
-            )
+        self.compiled_calls = 0
+        if self.mode is not None and not self.deferred:
+            self.enable_compile()
+
+    def enable_compile(self) -> None:
+        """Run the loss compiled from the next step on (one compiled function per process)."""
+        self.deferred = False
+        self.compiled_loss = compiled_training_loss(self.mode, dynamic=self.split_context)
+
+    @property
+    def warmup_calls(self) -> int:
+        """Compiled calls that still compile or capture: CUDA graphs record on the second."""
+        return 2 if self.mode == "reduce-overhead" else 1
+
+    def compiles_next(self) -> bool:
+        """Whether the next call compiles (or captures) rather than just runs."""
+        uses_compiled = self.compiled_loss is not None and not _has_hooks(self.state.model)
+        return uses_compiled and self.compiled_calls < self.warmup_calls
 
     def loss(self, x: Tensor | None, y: Tensor, n_context: int | None = None) -> Tensor:
         """The mean training loss of one batch (under the run's autocast); with
         ``n_context``, that of the points after the first n_context (``context_split``)."""
-        device_type = self.state.device.type
-        with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=self.bf16):
-            if n_context is not None:
-                return self.state.net(x, y, return_type="loss", n_context=n_context)
-            return self.state.net(*((y,) if x is None else (x, y)), return_type="loss")
+        return training_loss(self.state.net, x, y, n_context, self.bf16, self.state.device.type)
 
     def context_size(self, x: Tensor | None, y: Tensor) -> int | None:
         """This step's context size under ``context_split="random"`` (else None): drawn from
@@ -204,7 +230,10 @@ class TrainStep:
         if self.compiled_loss is not None and not _has_hooks(model):
             if self.mode == "reduce-overhead":
                 torch.compiler.cudagraph_mark_step_begin()
-            loss = self.compiled_loss(x, y, self.context_size(x, y))
+            loss = self.compiled_loss(
+                state.net, x, y, self.context_size(x, y), self.bf16, state.device.type
+            )
+            self.compiled_calls += 1
         else:
             loss = self.loss(x, y, self.context_size(x, y))
         optimizer.zero_grad(set_to_none=True)
