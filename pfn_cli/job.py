@@ -81,9 +81,15 @@ def _resume(cfg: DictConfig, run_dir: Path, choices: dict, overrides: list[str])
 
 
 def prepare_job(
-    cfg: DictConfig, run_dir: Path | None, choices: dict | None, overrides: list | None
+    cfg: DictConfig,
+    run_dir: Path | None,
+    choices: dict | None,
+    overrides: list | None,
+    *,
+    record: bool = True,
 ) -> Job:
-    """Resolve resume / init_from, build the experiment and record the run as started."""
+    """Resolve resume / init_from, build the experiment and record the run as started
+    (``record=False``: a DDP rank above 0, which trains beside rank 0 and writes nothing)."""
     h_dir, h_choices, h_overrides = _hydra_context()
     run_dir = Path(run_dir) if run_dir is not None else h_dir
     if run_dir is None:
@@ -110,7 +116,7 @@ def prepare_job(
             source=source,
         )
     except CliError as exc:
-        if not resuming:
+        if not resuming and record:
             _abandon_fresh_run(run_dir, exc, choices, overrides)
         raise
     freeze = [str(n) for n in (cfg.get("freeze") or [])]
@@ -118,7 +124,8 @@ def prepare_job(
     job = Job(cfg, RunLifecycle(run_dir), choices, exp, None, freeze, refit)
     if resuming:
         job.resume_from = _resume_checkpoints(run_dir, Path(exp.training_config.checkpoint_dir))
-    _record_start(job, resuming, overrides)
+    if record:
+        _record_start(job, resuming, overrides)
     return job
 
 

@@ -187,8 +187,23 @@ def _main(argv: list[str] | None) -> int:
         from pfn_cli.list_runs import main as list_runs_main
 
         return list_runs_main(rest)
+    if first == "train":
+        rest = worker_overrides(rest, os.environ)
     # Hydra parses sys.argv; "pfn train" reads better than "pfn" in its usage messages.
     return _run_hydra(first, rest, argv0=f"{sys.argv[0]} {first}")
+
+
+def worker_overrides(args: list[str], environ: MutableMapping[str, str]) -> list[str]:
+    """Ranks above 0 of ``torchrun ... -m pfn_cli train``: Hydra's own folder goes to a
+    temporary directory, so rank 0's run folder is the only one (rank 0 alone writes it)."""
+    rank = int(environ.get("RANK", "0"))
+    if rank == 0:
+        return args
+    import tempfile
+
+    kept = [a for a in args if not a.startswith(("hydra.run.dir=", "hydra.output_subdir="))]
+    scratch = tempfile.mkdtemp(prefix=f"pfn-rank{rank}-")
+    return [*kept, f"hydra.run.dir={scratch}", "hydra.output_subdir=null"]
 
 
 if __name__ == "__main__":  # pragma: no cover

@@ -31,19 +31,35 @@ from pfn_cli.runs import ERROR_FILE
 log = logging.getLogger("pfn.train")
 
 
-def train_job(job: Job) -> tuple[Any, float]:
-    """Train; Ctrl-C marks the run interrupted (exit 130), a failure marks it failed.
-    Returns the trained model and the training time in seconds."""
+def train_model(job: Job) -> Any:
+    """``train()`` on the job's prior and configs, resuming or fine-tuning as it says."""
     from pfn_transformers import train
-    from pfn_transformers.training.outcome import ShortTrainingWarning
 
-    exp, tc = job.exp, job.exp.training_config
+    exp = job.exp
     data_config = {
         "model": exp.model_choice,
         "prior": exp.prior_choice,
         "prior_config": OmegaConf.to_container(job.cfg.prior, resolve=True),
         "run_dir": str(job.run.path),
     }
+    return train(
+        exp.prior,
+        exp.model_config,
+        exp.training_config,
+        resume_from=job.resume_from,
+        data_config=data_config,
+        init_from=exp.source,
+        freeze=job.freeze or None,
+        refit_buckets=job.refit_buckets,
+    )
+
+
+def train_job(job: Job) -> tuple[Any, float]:
+    """Train; Ctrl-C marks the run interrupted (exit 130), a failure marks it failed.
+    Returns the trained model and the training time in seconds."""
+    from pfn_transformers.training.outcome import ShortTrainingWarning
+
+    exp, tc = job.exp, job.exp.training_config
     log.info(
         "Training model=%s on prior=%s for %d steps -> %s",
         exp.model_choice,
@@ -56,16 +72,7 @@ def train_job(job: Job) -> tuple[Any, float]:
         with job.run.training(), warnings.catch_warnings():
             # the summary says it in words (training_note), beside the evaluation
             warnings.simplefilter("ignore", ShortTrainingWarning)
-            model = train(
-                exp.prior,
-                exp.model_config,
-                tc,
-                resume_from=job.resume_from,
-                data_config=data_config,
-                init_from=exp.source,
-                freeze=job.freeze or None,
-                refit_buckets=job.refit_buckets,
-            )
+            model = train_model(job)
     except KeyboardInterrupt as exc:  # TrainingInterrupted: Ctrl-C or SIGTERM
         step = job.run.last_step()
         how = "stopped at once" if getattr(exc, "forced", False) else "stopped cleanly"
@@ -117,7 +124,18 @@ def run_train(
     ``run_dir``/``choices``/``overrides`` default to Hydra's (output dir, group choices,
     command-line overrides); pass them to call this outside a Hydra app.
     """
-    job = prepare_job(cfg, None if run_dir is None else Path(run_dir), choices, overrides)
+    from pfn_transformers.training.distributed import launch_rank
+
+    rank = launch_rank()
+    job = prepare_job(
+        cfg, None if run_dir is None else Path(run_dir), choices, overrides, record=rank == 0
+    )
+    if rank > 0:  # DDP: rank 0 alone writes the run folder, W&B and the closing evaluation
+        try:
+            train_model(job)
+        except KeyboardInterrupt:
+            sys.exit(130)
+        return {"objective": None, "rank": rank, "eval": None}
     model, train_time = train_job(job)
     results = evaluate_job(job, model)
     name, value = objective(str(job.cfg.get("objective", "excess_nll")), results, job.run.path)

@@ -27,7 +27,8 @@ DEVICES_HINT = "'auto', 'cpu', 'cuda', 'cuda:N', 'mps', 'xpu' or 'xpu:N'"
 class TrainingConfig:
     """How to train. The extras beyond the spec:
 
-    seed: seeds model init and data (rank r of a DDP run uses seed + r for data).
+    seed: seeds model init and data (a DDP run seeds each rank's draws at each step from
+        (seed, rank, step), so ranks draw independently and a resumed run exactly).
     optimizer: "muon" (default) = Muon on the hidden weight matrices at
         ``muon_lr_ratio * learning_rate`` and fused AdamW on the other parameters at
         ``adamw_lr_ratio * learning_rate``; "adamw" = fused AdamW on everything at

@@ -40,7 +40,7 @@ from .compilation import (
     record_compile_s,
 )
 from .config import TrainingConfig
-from .distributed import DistributedContext
+from .distributed import DistributedContext, seed_draws
 from .outcome import ShortTrainingWarning, TrainingOutcome
 from .progress import TrainingProgress
 from .signals import StopSignals, TrainingInterrupted
@@ -274,6 +274,8 @@ def _run_steps(
     state.model.train()
     while state.step < tc.num_steps:
         t0 = time.perf_counter()
+        if not single:  # draws from (seed, rank, step): independent ranks, exact resume
+            seed_draws(tc.seed, state.dist.rank, state.step)
         x, y = source.sample(tc.batch_size, tc.seq_len, device=state.device)
         window.data_s += time.perf_counter() - t0
         window.losses.append(clock.step(x, y))
