@@ -71,9 +71,30 @@ def prior_config_by_name(name: str) -> Any:
     )
 
 
-def _build_component(item: Any, index: int) -> tuple[str, Any]:
-    from pfn_transformers.data.building import PriorConfigError, build_prior
+def _instantiate(node: Any, label: str) -> Any:
+    """A ``{_target_: ...}`` node built by Hydra (as ``data.building.build_prior`` does; that
+    module imports this package, so this one does not import it)."""
+    from hydra.utils import instantiate
+    from omegaconf import DictConfig, OmegaConf
 
+    if not isinstance(node, DictConfig):
+        node = OmegaConf.create(dict(node))
+    try:
+        prior = instantiate(node, _convert_="all")
+    except Exception as exc:
+        while exc.__cause__ is not None and type(exc).__name__ == "InstantiationException":
+            exc = exc.__cause__
+        raise ValueError(f"{label}: could not build {node.get('_target_')}: {exc}") from None
+    from pfn_transformers.data.protocol import batch_source
+
+    try:
+        batch_source(prior)
+    except TypeError as exc:
+        raise ValueError(f"{label}: {exc}") from None
+    return prior
+
+
+def _build_component(item: Any, index: int) -> tuple[str, Any]:
     if isinstance(item, str):
         _depth[0] += 1
         try:
@@ -83,10 +104,7 @@ def _build_component(item: Any, index: int) -> tuple[str, Any]:
                     "deep (a mixture that names itself?)."
                 )
             node = prior_config_by_name(item)
-            try:
-                return item, build_prior(node, f"MixturePrior component {item!r}")
-            except PriorConfigError as exc:
-                raise ValueError(str(exc)) from None
+            return item, _instantiate(node, f"MixturePrior component {item!r}")
         finally:
             _depth[0] -= 1
     if isinstance(item, Mapping) or type(item).__name__ == "DictConfig":
@@ -95,10 +113,7 @@ def _build_component(item: Any, index: int) -> tuple[str, Any]:
                 f"MixturePrior: component {index} ({dict(item)!r}) has no _target_; give a "
                 "prior config name, a {_target_: ...} node or a generator object."
             )
-        try:
-            prior = build_prior(item, f"MixturePrior component {index}")
-        except PriorConfigError as exc:
-            raise ValueError(str(exc)) from None
+        prior = _instantiate(item, f"MixturePrior component {index}")
         return type(prior).__name__, prior
     return type(item).__name__, item
 
