@@ -32,7 +32,7 @@ def options(group: str) -> list[str]:
 KINDS: dict[tuple[bool, str], dict[str, list[str]]] = {
     (True, "continuous"): {
         "models": ["regression", "regression_point"],
-        "priors": ["csv", "gp", "linear", "mlp", "polynomial", "step_sine"],
+        "priors": ["csv", "gp", "gp_hyper", "linear", "mixture", "mlp", "polynomial", "step_sine"],
     },
     (True, "discrete"): {"models": ["classification"], "priors": ["logistic"]},
     (False, "discrete"): {

@@ -396,6 +396,37 @@ MUTANTS: list[Mutant] = [
             "tests/test_legacy_runs.py::test_a_muon_checkpoint_without_a_scope_resumes_as_the_old_code_went_on",
         ),
     ),
+    # ------------------------------------------------------------------ hierarchical GP, mixtures
+    Mutant(
+        "gp-hyper/noise-weight-ignores-outputscale",
+        "the quadrature weights use p(log v = log r) instead of p(log v = log r + log s)",
+        "pfn_transformers/priors/gp_hyper.py",
+        "log_gamma_log_density(u_r[:, None] + u_s[None, :], *self.noise_prior)",
+        "log_gamma_log_density(u_r[:, None] + 0 * u_s[None, :], *self.noise_prior)",
+        (
+            "tests/test_gp_hyper_prior.py::test_quadrature_matches_monte_carlo_over_the_hyperprior",
+            "tests/test_gp_hyper_prior.py::test_point_mass_hyperpriors_give_the_fixed_gp",
+        ),
+    ),
+    Mutant(
+        "gp-hyper/weights-without-marginal-likelihood",
+        "each quadrature node keeps its prior weight, whatever the context says",
+        "pfn_transformers/priors/gp_hyper.py",
+        "                log_a = logw[js][:, :, None, None] + prefix\n",
+        "                log_a = logw[js][:, :, None, None] + 0 * prefix\n",
+        ("tests/test_gp_hyper_prior.py::test_quadrature_matches_monte_carlo_over_the_hyperprior",),
+    ),
+    Mutant(
+        "mixture/prior-weights-only",
+        "the mixture's predictive weights components by prior weight, not by their evidence",
+        "pfn_transformers/priors/mixture.py",
+        "        a = log_pi[:, None, None] + prefix\n",
+        "        a = log_pi[:, None, None] + 0 * prefix\n",
+        (
+            "tests/test_mixture_prior.py::test_exact_predictive_matches_brute_force_marginal_likelihoods",
+            "tests/test_mixture_prior.py::test_discrete_mixture_is_a_normalised_brute_force_predictive",
+        ),
+    ),
     # ------------------------------------------------------------------ long-context attention
     Mutant(
         "attention/self-key-dropped",

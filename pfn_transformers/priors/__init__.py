@@ -11,6 +11,8 @@ prior                                   y            exact predictive
 LinearRegressionPrior                   continuous   Gaussian (closed form)
 PolynomialPrior                         continuous   Gaussian (closed form)
 GPPrior (RBF)                           continuous   Gaussian (Cholesky of the full kernel)
+GPHyperPrior (Gamma hyperpriors)        continuous   mixture of GPs by quadrature over them
+MixturePrior (any same-kind priors)     as theirs    posterior-weighted mixture (when all have one)
 MLPPrior, StepSinePrior                 continuous   none
 LogisticClassificationPrior             classes      Monte-Carlo reference over prior weights
 CoinFlipPrior (Beta-Bernoulli)          {0, 1}       closed form
@@ -30,6 +32,8 @@ from pfn_transformers.priors._common import (
 )
 from pfn_transformers.priors.classification import LogisticClassificationPrior
 from pfn_transformers.priors.datasets import CSVDatasetPrior, load_dataset_generator, read_table
+from pfn_transformers.priors.gp_hyper import GPHyperPrior
+from pfn_transformers.priors.mixture import ExactMixturePrior, MixturePrior
 from pfn_transformers.priors.regression import (
     GPPrior,
     LinearRegressionPrior,
@@ -50,12 +54,15 @@ __all__ = [
     "CoinFlipPrior",
     "ContinuousTargetMixin",
     "DiscretePredictiveMixin",
+    "ExactMixturePrior",
+    "GPHyperPrior",
     "GPPrior",
     "GaussianPredictiveMixin",
     "LinearRegressionPrior",
     "LogisticClassificationPrior",
     "MLPPrior",
     "MarkovChainPrior",
+    "MixturePrior",
     "NormalInverseGammaPrior",
     "PolynomialPrior",
     "StepSinePrior",

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from typing import NamedTuple
 
 import torch
 from torch import Tensor
@@ -288,3 +289,12 @@ class DiscretePredictiveMixin:
         """``[B, S]``: log p(y_n | x_n, D_<n), the log probability mass of the observed y_n."""
         logp = self.exact_predictive_log_probs(x, y)
         return logp.gather(-1, y.long().unsqueeze(-1)).squeeze(-1).float()
+
+
+class PriorDraw(NamedTuple):
+    """What a prior's ``draw(batch_size, seq_len)`` returns: the batch and, per dataset, the
+    latent values it was drawn with (``params``: name -> tensor with leading dim B)."""
+
+    x: Tensor | None
+    y: Tensor
+    params: dict[str, Tensor]
