@@ -24,26 +24,26 @@ class Mutant:
     all_must_fail: bool = False
 
 
-TRAINING = "tests/test_training.py"
+TRAINING = "tests/unit/training/test_training.py"
 RESUME = (f"{TRAINING}::test_resumed_run_follows_the_uninterrupted_trajectory",)
 SCATTERED = f"{TRAINING}::test_scattered_non_finite_steps_stop_the_run_past_max_10_or_1_percent"
-GENERATION = "tests/test_generation.py"
+GENERATION = "tests/unit/model/test_generation.py"
 KV = (
     f"{GENERATION}::test_cached_rollouts_match_recomputed_ones",
     f"{GENERATION}::test_cached_joint_posterior_samples_match_recomputed_ones",
 )
 NEXT_TOKEN = (
-    "tests/test_model.py::test_unsupervised_logits_t_predict_the_next_element_from_y_up_to_t",
-    "tests/test_user_code.py::test_logits_at_t_predict_the_token_after_t",
+    "tests/unit/model/test_model.py::test_unsupervised_logits_t_predict_the_next_element_from_y_up_to_t",
+    "tests/acceptance/test_user_code.py::test_logits_at_t_predict_the_token_after_t",
 )
-MUON = "tests/test_muon.py"
-KERNELS = "tests/test_attention_kernels.py"
+MUON = "tests/unit/training/test_muon.py"
+KERNELS = "tests/unit/model/test_attention_kernels.py"
 CLAMP = (f"{TRAINING}::test_bounded_loss_counts_an_out_of_range_target_as_its_nearest_edge",)
 OPTUNA = (
-    "tests/test_sweeps.py::test_optuna_sweep_ranks_trials_and_records_a_failing_one_as_failed",
+    "tests/cli/test_sweeps.py::test_optuna_sweep_ranks_trials_and_records_a_failing_one_as_failed",
 )
 WANDB = (
-    "tests/test_wandb_logger.py::test_offline_training_run_records_losses_configs_and_checkpoints",
+    "tests/unit/wandb/test_wandb_logger.py::test_offline_training_run_records_losses_configs_and_checkpoints",
 )
 
 MUTANTS: list[Mutant] = [
@@ -127,7 +127,7 @@ MUTANTS: list[Mutant] = [
         "        loss = self.loss(predictive, y)\n",
         "        loss = self.loss(predictive if self.supervised else logits, y)\n",
         (
-            "tests/test_evaluation.py::test_real_tiny_pfn[coin]",
+            "tests/unit/evaluation/test_evaluation.py::test_real_tiny_pfn[coin]",
             f"{TRAINING}::test_coin_flip_pfn_gets_within_005_nats_of_exact_posterior",
         ),
     ),
@@ -259,9 +259,9 @@ MUTANTS: list[Mutant] = [
         "        tokens = torch.cat([self._start(b), self._embed_y(y) * 0], dim=1)\n"
         "        return self._unembed(",
         (
-            "tests/test_evaluation.py::test_real_tiny_pfn[coin]",
-            "tests/test_user_code.py::test_coin_model_scored_with_the_next_token_idiom_is_close_to_exact",
-            "tests/test_user_code.py::test_markov_model_trained_from_a_plain_class_beats_ignoring_the_context",
+            "tests/unit/evaluation/test_evaluation.py::test_real_tiny_pfn[coin]",
+            "tests/acceptance/test_user_code.py::test_coin_model_scored_with_the_next_token_idiom_is_close_to_exact",
+            "tests/acceptance/test_user_code.py::test_markov_model_trained_from_a_plain_class_beats_ignoring_the_context",
             f"{TRAINING}::test_coin_flip_pfn_gets_within_005_nats_of_exact_posterior",
         ),
         all_must_fail=True,
@@ -274,10 +274,10 @@ MUTANTS: list[Mutant] = [
         "        start_only = AttentionLayout(1, layout.n_queries)  # the start token and itself\n"
         "        parts.append(attend(qq, k[:, :, :1], v[:, :, :1], own_k, own_v, start_only))\n",
         (
-            "tests/test_evaluation.py::test_real_tiny_pfn[gp]",
-            "tests/test_evaluation.py::test_real_tiny_pfn[mlp-no-exact]",
-            "tests/test_user_code.py::test_plain_gp_class_trains",
-            "tests/test_user_code.py::test_plain_regression_class_learns_towards_the_exact_posterior",
+            "tests/unit/evaluation/test_evaluation.py::test_real_tiny_pfn[gp]",
+            "tests/unit/evaluation/test_evaluation.py::test_real_tiny_pfn[mlp-no-exact]",
+            "tests/acceptance/test_user_code.py::test_plain_gp_class_trains",
+            "tests/acceptance/test_user_code.py::test_plain_regression_class_learns_towards_the_exact_posterior",
             f"{TRAINING}::test_linear_regression_pfn_beats_the_prior_predictive",
         ),
         all_must_fail=True,
@@ -289,7 +289,7 @@ MUTANTS: list[Mutant] = [
         "pfn_transformers/model/pfn.py",
         "        return self.W_U.device\n",
         '        return torch.device("cpu")\n',
-        ("tests/test_model.py::test_device_property_follows_to",),
+        ("tests/unit/model/test_model.py::test_device_property_follows_to",),
     ),
     Mutant(
         "checks/noise-free-prior-is-noisy",
@@ -297,7 +297,7 @@ MUTANTS: list[Mutant] = [
         "pfn_transformers/priors/regression.py",
         "        y = h.squeeze(-1) + self.noise_std * torch.randn(batch_size, seq_len, device=device)\n",
         "        y = h.squeeze(-1) + max(self.noise_std, 0.01) * torch.randn(batch_size, seq_len, device=device)\n",
-        ("tests/test_priors.py::test_mlp_prior_moments",),
+        ("tests/unit/priors/test_priors.py::test_mlp_prior_moments",),
     ),
     # ------------------------------------------------------------------ issue 14 defaults
     Mutant(
@@ -307,7 +307,7 @@ MUTANTS: list[Mutant] = [
         'LEGACY_DEFAULTS: dict[str, Any] = {"decoder": "linear", "pair_encoder": "sum", "tail_scale": 0.0}\n',
         "LEGACY_DEFAULTS: dict[str, Any] = {}\n",
         (
-            "tests/test_legacy_runs.py::test_new_configs_get_the_new_decoder_and_old_dicts_the_old_one",
+            "tests/unit/persistence/test_legacy_runs.py::test_new_configs_get_the_new_decoder_and_old_dicts_the_old_one",
         ),
     ),
     Mutant(
@@ -316,7 +316,9 @@ MUTANTS: list[Mutant] = [
         "pfn_transformers/training/state.py",
         '        tc = resumed_training_config(tc, payload.get("training_config"))\n',
         "",
-        ("tests/test_legacy_runs.py::test_legacy_checkpoint_resumes_through_train",),
+        (
+            "tests/unit/persistence/test_legacy_runs.py::test_legacy_checkpoint_resumes_through_train",
+        ),
     ),
     Mutant(
         "muon/non-finite-step-not-undone",
@@ -342,7 +344,7 @@ MUTANTS: list[Mutant] = [
         "pfn_cli/sample.py",
         "    if length > trained:\n        log.warning(",
         "    if False:\n        log.warning(",
-        ("tests/test_cli.py::test_sample_keeps_within_the_trained_length_and_warns_beyond",),
+        ("tests/cli/test_cli.py::test_sample_keeps_within_the_trained_length_and_warns_beyond",),
     ),
     Mutant(
         "tails/floor-ignored",
@@ -351,7 +353,7 @@ MUTANTS: list[Mutant] = [
         "        if self.tail_scale > 0:\n",
         "        if False:\n",
         (
-            "tests/test_bucketizer.py::test_tail_scale_floors_the_tails_at_a_share_of_the_inner_range",
+            "tests/unit/model/test_bucketizer.py::test_tail_scale_floors_the_tails_at_a_share_of_the_inner_range",
         ),
     ),
     Mutant(
@@ -393,7 +395,7 @@ MUTANTS: list[Mutant] = [
         'LEGACY_OPTIMIZER = {"optimizer": "adamw", "muon_scope": "mlp"}\n',
         'LEGACY_OPTIMIZER = {"optimizer": "adamw"}\n',
         (
-            "tests/test_legacy_runs.py::test_a_muon_checkpoint_without_a_scope_resumes_as_the_old_code_went_on",
+            "tests/unit/persistence/test_legacy_runs.py::test_a_muon_checkpoint_without_a_scope_resumes_as_the_old_code_went_on",
         ),
     ),
     # ------------------------------------------------------------------ hierarchical GP, mixtures

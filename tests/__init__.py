@@ -1,0 +1,1 @@
+"""The test suite: tests/unit/<package>, tests/cli and tests/acceptance (CONTRIBUTING.md, "Test layout")."""
