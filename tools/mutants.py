@@ -406,8 +406,8 @@ MUTANTS: list[Mutant] = [
         "log_gamma_log_density(u_r[:, None] + u_s[None, :], *self.noise_prior)",
         "log_gamma_log_density(u_r[:, None] + 0 * u_s[None, :], *self.noise_prior)",
         (
-            "tests/test_gp_hyper_prior.py::test_quadrature_matches_monte_carlo_over_the_hyperprior",
-            "tests/test_gp_hyper_prior.py::test_point_mass_hyperpriors_give_the_fixed_gp",
+            "tests/unit/priors/test_gp_hyper_prior.py::test_quadrature_matches_monte_carlo_over_the_hyperprior",
+            "tests/unit/priors/test_gp_hyper_prior.py::test_point_mass_hyperpriors_give_the_fixed_gp",
         ),
     ),
     Mutant(
@@ -416,7 +416,9 @@ MUTANTS: list[Mutant] = [
         "pfn_transformers/priors/gp_hyper.py",
         "                log_a = logw[js][:, :, None, None] + prefix\n",
         "                log_a = logw[js][:, :, None, None] + 0 * prefix\n",
-        ("tests/test_gp_hyper_prior.py::test_quadrature_matches_monte_carlo_over_the_hyperprior",),
+        (
+            "tests/unit/priors/test_gp_hyper_prior.py::test_quadrature_matches_monte_carlo_over_the_hyperprior",
+        ),
     ),
     Mutant(
         "mixture/prior-weights-only",
@@ -425,8 +427,8 @@ MUTANTS: list[Mutant] = [
         "        a = log_pi[:, None, None] + prefix\n",
         "        a = log_pi[:, None, None] + 0 * prefix\n",
         (
-            "tests/test_mixture_prior.py::test_exact_predictive_matches_brute_force_marginal_likelihoods",
-            "tests/test_mixture_prior.py::test_discrete_mixture_is_a_normalised_brute_force_predictive",
+            "tests/unit/priors/test_mixture_prior.py::test_exact_predictive_matches_brute_force_marginal_likelihoods",
+            "tests/unit/priors/test_mixture_prior.py::test_discrete_mixture_is_a_normalised_brute_force_predictive",
         ),
     ),
     # ------------------------------------------------------------------ long-context attention

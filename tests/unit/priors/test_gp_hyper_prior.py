@@ -192,7 +192,7 @@ def test_bad_hyperparameters_are_named(kwargs, match):
 def test_cli_trains_and_evaluates_on_the_hierarchical_gp(tmp_path):
     import json
 
-    from cli_helpers import TINY, run_dirs, run_pfn
+    from tests.cli_helpers import TINY, run_dirs, run_pfn
 
     args = ["train", "prior=gp_hyper", "prior.quadrature_nodes=[12,16,12]", *TINY,
             "training.num_steps=5", "eval.num_datasets=16", "eval.batch_size=16"]  # fmt: skip

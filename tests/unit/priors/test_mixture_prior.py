@@ -7,7 +7,6 @@ import math
 
 import pytest
 import torch
-from cli_helpers import CONF
 from hydra import compose, initialize_config_dir
 from omegaconf import OmegaConf
 
@@ -24,6 +23,7 @@ from pfn_transformers.priors import (
     MixturePrior,
     MLPPrior,
 )
+from tests.cli_helpers import CONF
 
 
 @pytest.fixture(autouse=True)
@@ -176,7 +176,7 @@ def test_prior_check_pit_passes_for_the_mixture_reference():
 def test_cli_trains_and_evaluates_on_a_mixture(tmp_path):
     import json
 
-    from cli_helpers import TINY, run_dirs, run_pfn
+    from tests.cli_helpers import TINY, run_dirs, run_pfn
 
     args = ["train", "prior=mixture", "prior.components=[linear,gp]", *TINY,
             "training.num_steps=5", "eval.num_datasets=16", "eval.batch_size=16"]  # fmt: skip
