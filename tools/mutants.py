@@ -321,8 +321,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "muon/non-finite-step-not-undone",
         "a step with a non-finite gradient still moves the Muon matrices",
-        "pfn_transformers/training/optim.py",
-        "                p.copy_(torch.where(skip, before, p))\n",
+        "pfn_transformers/training/muon.py",
+        "                new = torch.where(skip, params, new)\n",
         "",
         (f"{TRAINING}::test_a_finite_loss_with_a_non_finite_gradient_skips_the_update[muon]",),
     ),
