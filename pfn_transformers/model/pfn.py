@@ -167,9 +167,8 @@ class PFNModel(PretrainedMixin, HookedRootModule):
         +-4 prior standard deviations for the CLI's suggested range) maps to [-4, 4]."""
         if self.bucketizer is None:
             return y
-        b = self.bucketizer.borders
-        lo, hi = (b[1], b[-2]) if self.bucketizer.support == "unbounded" else (b[0], b[-1])
-        return (y - (lo + hi) / 2) * (8 / (hi - lo))
+        center, scale = self.bucketizer.standardization()
+        return (y - center) * scale
 
     def _start(self, batch: int) -> Tensor:
         return self.start_token.expand(batch, 1, -1)
