@@ -135,7 +135,8 @@ class Attention(nn.Module):
             z = split_attention(q, k, v, layout, matmul=path == "split-matmul")
         z = self.hook_z(z.transpose(1, 2))  # [b, t, h, dh]
         w_o = self.W_O.reshape(h * dh, d)
-        return torch.addmm(self.b_O, z.reshape(b * t, h * dh), w_o).view(b, t, d)
+        # contiguous() + view: one copy operator where reshape dispatches two
+        return torch.addmm(self.b_O, z.contiguous().view(b * t, h * dh), w_o).view(b, t, d)
 
 
 class MLP(nn.Module):
@@ -155,7 +156,7 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         lead = x.shape[:-1]
-        pre = torch.addmm(self.b_in, x.reshape(-1, x.shape[-1]), self.W_in)
+        pre = torch.addmm(self.b_in, x.contiguous().view(-1, x.shape[-1]), self.W_in)
         post = self.hook_post(self.act(self.hook_pre(pre.view(*lead, -1))))
         return torch.addmm(self.b_out, post.reshape(-1, post.shape[-1]), self.W_out).view_as(x)
 

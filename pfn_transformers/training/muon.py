@@ -114,6 +114,13 @@ def orthogonalise_all(stacks: list[tuple[Tensor, int, float]], pad: bool = False
     return [o for o in out if o is not None]
 
 
+def _rounds_to_one(factor: float, dtype: torch.dtype) -> bool:
+    """Whether multiplying a ``dtype`` tensor by ``factor`` is the identity: the factor, in
+    the type the kernel computes in (float32 for half types), rounds to exactly 1."""
+    eps = torch.finfo(dtype if dtype in (torch.float32, torch.float64) else torch.float32).eps
+    return abs(1 - factor) < eps / 4
+
+
 def _matrix_view(t: Tensor, layout: str, tall: bool) -> Tensor:
     """A view of ``t`` whose stack reshapes (without a copy) to the ``[n, A, B]`` stack of
     its matrices (transposed when tall): 2-D, or 3-D with one side split as the heads are."""
@@ -251,7 +258,10 @@ class BatchedMuon(torch.optim.Optimizer):
             a, b, _, _, _, lr, weight_decay = key[:7]
             params = _stack([_matrix_view(p, lay, tall) for p, lay, tall in items], a, b)
             scale = 0.2 * math.sqrt(b)  # b = max(A, B)
-            new = params.mul(1 - lr * weight_decay).add_(o, alpha=-lr * scale)
+            if _rounds_to_one(1 - lr * weight_decay, params.dtype):  # decay is a no-op
+                new = params.add(o, alpha=-lr * scale)
+            else:
+                new = params.mul(1 - lr * weight_decay).add_(o, alpha=-lr * scale)
             if skip is not None:
                 new = torch.where(skip, params, new)
                 new_buf = torch.where(skip, buf, new_buf)

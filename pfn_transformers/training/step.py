@@ -94,10 +94,10 @@ class StepStats:
             seen, n = self._constant(0), self._constant(0)
         else:
             seen, n = out_of_range.sum(), self._constant(n_targets)
-        # counts * keep + add: skipped_in_a_row restarts at 0 after a good step
+        # counts * keep + add, one operator: skipped_in_a_row restarts at 0 after a good step
         keep = torch.stack([one, bad, one, one, one])
         add = torch.stack([bad, bad, seen.to(bad.dtype), n, flags[1] * bad])
-        self.counts.mul_(keep).add_(add)
+        torch.addcmul(add, self.counts, keep, out=self.counts)
 
     def read(self) -> dict[str, int]:
         """The counters as Python ints (a host read: call at log steps only)."""
@@ -266,4 +266,6 @@ class TrainStep:
         optimizer.step()
         state.scheduler.step()
         self.stats.record(flags, model.out_of_range(y), y.numel())
-        return loss.detach().clone()  # a CUDA-graph output is overwritten by the next replay
+        if self.mode == "reduce-overhead" and self.compiled_loss is not None:
+            return loss.detach().clone()  # a CUDA-graph output is overwritten by the next replay
+        return loss.detach()
