@@ -13,7 +13,7 @@ PEER_VENV ?= .venv-peer
 PFNS_SPEC ?= pfns==0.4.2
 
 .DEFAULT_GOAL := help
-.PHONY: help install docs test test-slow test-all test-cuda test-mutants lint format bench bench-quality bench-user bench-peer bench-ablation bench-openmp bench-step-worth bench-finetune bench-scaling bench-context-split train clean
+.PHONY: help install docs test test-slow test-all test-cuda test-mutants lint format bench bench-quality bench-user bench-peer bench-ablation bench-openmp bench-step-worth bench-finetune bench-scaling bench-context-split bench-ops train clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -78,6 +78,9 @@ bench-scaling: $(PEER_VENV)/bin/python ## Long contexts: step time, datasets/s a
 
 bench-context-split: $(BIN)/pfn ## context_split "all" (ours) vs "random" (automl/PFNs' recipe) on the GP at S=256 and 1,024, equal wall time
 	$(PY) benchmarks/bench_context_split.py
+
+bench-ops: $(BIN)/pfn ## Operators per Example-1 step at batch 4 (the CPU proxy for a launch-bound GPU step): default, adamw and nn.TransformerEncoder, top ops, CPU s/step, and the lean-step commits' ablation
+	$(PY) benchmarks/bench_ops.py --ablation
 
 bench-ablation: $(BIN)/pfn ## Ablation of the continuous defaults (MLP decoder, joint encoder, tail floor, Muon), alone and combined, on the same batches
 	$(PY) benchmarks/bench_ablation.py
