@@ -1,7 +1,9 @@
 """The benchmark page, generated from ``benchmarks/results/*.json`` (never copied by hand).
 
 ``python tools/bench_page.py`` prints it; the MkDocs hook (``docs/hooks.py``) puts it into
-``docs/benchmarks.md`` at build time. Each result file becomes a section: its scalar fields
+``docs/benchmarks.md`` at build time, and replaces a marker
+``<!-- generated: FILE.json KEY -->`` in any page by that file's ``KEY`` table (``table``),
+so notes quote a figure from its result file rather than by hand. Each result file becomes a section: its scalar fields
 as a list, each mapping of records (``{variant: {metric: value}}``) and each list of records
 as a table whose columns are the records' (flattened) fields.
 """
@@ -100,6 +102,18 @@ def section(path: Path) -> list[str]:
                 lines.append(f"- {k}: {_fmt(v)}")
             lines.append("")
     return lines
+
+
+def table(name: str, key: str, results: Path = RESULTS) -> str:
+    """The ``key`` records of ``benchmarks/results/<name>`` as one markdown table."""
+    data = json.loads((results / name).read_text())
+    value = data[key]
+    if isinstance(value, list):
+        rows = [(str(i), v) for i, v in enumerate(value)]
+    else:
+        rows = list(value.items())
+    lines = _table(rows, key)
+    return "\n".join([*lines, "", f"(From `benchmarks/results/{name}`, `{key}`.)"]) + "\n"
 
 
 def render(results: Path = RESULTS) -> str:

@@ -37,6 +37,8 @@ NEXT_TOKEN = (
     "tests/acceptance/test_user_code.py::test_logits_at_t_predict_the_token_after_t",
 )
 MUON = "tests/unit/training/test_muon.py"
+LEAN = "tests/unit/training/test_lean_step.py"
+NAN_BATCH = f"{LEAN}::test_a_nan_batch_changes_no_weight_and_no_optimizer_state_and_is_counted"
 KERNELS = "tests/unit/model/test_attention_kernels.py"
 CLAMP = (f"{TRAINING}::test_bounded_loss_counts_an_out_of_range_target_as_its_nearest_edge",)
 OPTUNA = (
@@ -172,8 +174,8 @@ MUTANTS: list[Mutant] = [
         "skip/gradient-not-checked",
         "a finite loss with a non-finite gradient updates the weights",
         "pfn_transformers/training/step.py",
-        "        bad = ~(torch.isfinite(loss) & torch.isfinite(norm))\n",
-        "        bad = ~torch.isfinite(loss)\n",
+        "    checks = [loss.detach().float() + norm]\n",
+        "    checks = [loss.detach().float()]\n",
         (f"{TRAINING}::test_a_finite_loss_with_a_non_finite_gradient_skips_the_update",),
     ),
     Mutant(
@@ -323,8 +325,8 @@ MUTANTS: list[Mutant] = [
     Mutant(
         "muon/non-finite-step-not-undone",
         "a step with a non-finite gradient still moves the Muon matrices",
-        "pfn_transformers/training/optim.py",
-        "                p.copy_(torch.where(skip, before, p))\n",
+        "pfn_transformers/training/muon.py",
+        "                new = torch.where(skip, params, new)\n",
         "",
         (f"{TRAINING}::test_a_finite_loss_with_a_non_finite_gradient_skips_the_update[muon]",),
     ),
@@ -458,5 +460,86 @@ MUTANTS: list[Mutant] = [
         '        return "split-matmul" if n_tokens < CPU_BF16_MATMUL_BELOW else "split"\n',
         '        return "split-matmul"\n',
         (f"{KERNELS}::test_kernel_choice_follows_device_precision_and_length",),
+    ),
+    # ------------------------------------------------------------------ a lean step
+    Mutant(
+        "lean/muon-momentum-moves-on-skipped-step",
+        "a skipped step keeps Muon's matrices but still updates their momentum buffers",
+        "pfn_transformers/training/muon.py",
+        "                new_buf = torch.where(skip, buf, new_buf)\n",
+        "",
+        (f"{NAN_BATCH}[muon-x]",),
+    ),
+    Mutant(
+        "lean/stacked-heads-not-fused",
+        "the stacked W_Q/W_K/W_V are read as their raw [h, d, dh] memory, not the fused projection",
+        "pfn_transformers/training/muon.py",
+        "        return t.permute(0, 2, 1) if tall else t.permute(1, 0, 2)\n",
+        "        return t.permute(0, 2, 1) if tall else t.reshape(t.shape[1], t.shape[0], -1)\n",
+        (f"{MUON}::test_attention_weights_are_orthogonalised_as_the_fused_projection",),
+    ),
+    Mutant(
+        "lean/padded-shapes-misaligned",
+        "shapes padded into one Newton-Schulz iteration are read back from the wrong rows",
+        "pfn_transformers/training/muon.py",
+        "            start += n\n",
+        "",
+        (f"{LEAN}::test_shapes_padded_into_one_newton_schulz_iteration_match_the_per_shape_ones",),
+    ),
+    Mutant(
+        "lean/decay-always-skipped",
+        "Muon treats every weight-decay factor as one that rounds to 1",
+        "pfn_transformers/training/muon.py",
+        "    return abs(1 - factor) < eps / 4\n",
+        "    return True\n",
+        (f"{MUON}::test_matrices_get_torch_muons_update_bit_for_bit_also_when_batched_by_shape",),
+    ),
+    Mutant(
+        "lean/flags-carry-autograd-history",
+        "the non-finite flags come from the loss with its graph: the counters grow a history",
+        "pfn_transformers/training/step.py",
+        "    checks = [loss.detach().float() + norm]\n",
+        "    checks = [loss.float() + norm]\n",
+        (f"{NAN_BATCH}[adamw-x]",),
+    ),
+    Mutant(
+        "lean/nan-targets-not-flagged",
+        "the batch check reads x only, so NaN targets are blamed on the learning rate",
+        "pfn_transformers/training/step.py",
+        "        checks.append(norms[0] if len(norms) == 1 else norms[0] + norms[1])\n",
+        "        checks.append(norms[0])\n",
+        (f"{NAN_BATCH}[adamw-y]",),
+    ),
+    Mutant(
+        "lean/skips-in-a-row-never-reset",
+        "the packed counters never restart skipped_in_a_row after a good step",
+        "pfn_transformers/training/step.py",
+        "        keep = torch.stack([one, bad, one, one, one])\n",
+        "        keep = torch.stack([one, one, one, one, one])\n",
+        (f"{NAN_BATCH}[adamw-x]",),
+    ),
+    Mutant(
+        "lean/bar-constants-stale-after-load",
+        "the cached bar-distribution constants ignore borders loaded into the same buffer",
+        "pfn_transformers/model/bucketizer.py",
+        "b.data_ptr(), b._version,",
+        "b.data_ptr(),",
+        (f"{LEAN}::test_cached_bar_constants_follow_new_borders_and_survive_inference_mode",),
+    ),
+    Mutant(
+        "lean/bar-constants-from-inference-mode",
+        "constants derived under inference_mode are reused by training, which cannot save them",
+        "pfn_transformers/model/bucketizer.py",
+        "               torch.is_inference_mode_enabled(), self.support",
+        "               False, self.support",
+        (f"{LEAN}::test_cached_bar_constants_follow_new_borders_and_survive_inference_mode",),
+    ),
+    Mutant(
+        "lean/blocked-mask-from-inference-mode",
+        "the inverted attention mask made under inference_mode is reused by training",
+        "pfn_transformers/model/masks.py",
+        "        return _blocked_mask(self, str(device), torch.is_inference_mode_enabled())\n",
+        "        return _blocked_mask(self, str(device), False)\n",
+        (f"{LEAN}::test_cached_bar_constants_follow_new_borders_and_survive_inference_mode",),
     ),
 ]

@@ -105,10 +105,18 @@ def _validate_borders(borders: Tensor | Sequence[float], support: str) -> Tensor
     return b
 
 
-def _halfnormal_log_pdf(x: Tensor, scale: Tensor) -> Tensor:
-    """log density of HalfNormal(scale) at x >= 0 (written out so it is bit-reproducible)."""
+def _halfnormal_log_norm(scale: Tensor) -> Tensor:
+    """The log normaliser of HalfNormal(scale): its log density at 0."""
+    return _HN_LOG_NORM - torch.log(scale)
+
+
+def _halfnormal_log_pdf(x: Tensor, scale: Tensor, log_norm: Tensor | None = None) -> Tensor:
+    """log density of HalfNormal(scale) at x >= 0 (written out so it is bit-reproducible);
+    ``log_norm`` is ``_halfnormal_log_norm(scale)`` when the caller has it already."""
     z = x / scale
-    return _HN_LOG_NORM - torch.log(scale) - 0.5 * (z * z)
+    if log_norm is None:
+        log_norm = _halfnormal_log_norm(scale)
+    return log_norm - 0.5 * (z * z)
 
 
 def _take(values: Tensor, idx: Tensor, batch: torch.Size) -> Tensor:
@@ -121,7 +129,11 @@ class Bucketizer(torch.nn.Module):
     """Bar distribution over K buckets given by K+1 strictly increasing borders.
 
     The borders live in a float32 buffer ``borders`` so they move with ``.to(device)`` and are
-    saved in the model's state dict; everything else is derived from them on the fly.
+    saved in the model's state dict; everything else is derived from them, once: the derived
+    tensors (widths, centers, tail scales, the log constants of the density) are kept while
+    the borders are unchanged (same storage and version counter, so ``.to()`` and
+    ``load_state_dict`` refresh them), which spares every training step a few dozen tiny
+    operators. Under ``torch.compile`` they are derived inside the graph instead.
     """
 
     borders: Tensor
@@ -240,14 +252,53 @@ class Bucketizer(torch.nn.Module):
             )
         return c
 
+    def _derived(self, name: str, dtype: torch.dtype, device: Any, build: Any) -> Any:
+        """``build()``, kept while the borders are unchanged (see the class docstring); keyed
+        also by inference mode, whose tensors a later backward could not save."""
+        if torch.compiler.is_compiling():
+            return build()
+        b = self.borders
+        key = (name, dtype, str(device), b.device, b.data_ptr(), b._version,
+               torch.is_inference_mode_enabled(), self.support, self.tail_scale)  # fmt: skip
+        cache = self.__dict__.setdefault("_derived_cache", {})
+        if key not in cache:
+            if len(cache) >= 32:
+                cache.clear()
+            cache[key] = build()
+        return cache[key]
+
     def _geometry(self, dtype: torch.dtype, device: torch.device) -> tuple[Tensor, ...]:
         """borders, widths, centers, tail scales in the working dtype.
 
         Derived in the buffer's float32 first, then cast, so ``centers`` fed back into
         ``log_prob`` hits exactly the numbers ``log_bucket_densities`` uses.
         """
-        out = (self.borders, self.widths, self.centers, self.tail_scales)
-        return tuple(t.to(device=device, dtype=dtype) for t in out)
+
+        def build() -> tuple[Tensor, ...]:
+            out = (self.borders, self.widths, self.centers, self.tail_scales)
+            return tuple(t.to(device=device, dtype=dtype) for t in out)
+
+        return self._derived("geometry", dtype, device, build)
+
+    def _log_constants(self, geometry: tuple[Tensor, ...]) -> tuple[Tensor, Tensor, Tensor]:
+        """log(widths) and the left and right tails' half-normal log normalisers."""
+        _, w, _, s = geometry
+
+        def build() -> tuple[Tensor, Tensor, Tensor]:
+            return torch.log(w), _halfnormal_log_norm(s[0]), _halfnormal_log_norm(s[1])
+
+        return self._derived("log_constants", w.dtype, w.device, build)
+
+    def standardization(self) -> tuple[Tensor, Tensor]:
+        """``(center, scale)`` mapping the inner range (bounded: the whole range) to [-4, 4]:
+        ``(y - center) * scale`` puts y on the scale of x whatever the user's units."""
+
+        def build() -> tuple[Tensor, Tensor]:
+            b = self.borders
+            lo, hi = (b[1], b[-2]) if self.support == "unbounded" else (b[0], b[-1])
+            return (lo + hi) / 2, 8 / (hi - lo)
+
+        return self._derived("standardization", self.borders.dtype, self.borders.device, build)
 
     def _log_probs(self, logits: Tensor) -> Tensor:
         if logits.ndim < 1 or logits.shape[-1] != self.num_buckets:
@@ -286,11 +337,12 @@ class Bucketizer(torch.nn.Module):
         Shared by ``log_prob`` and ``log_bucket_densities`` so the two agree bit for bit.
         """
         b, w, _, s = geometry
-        out = logp_b - torch.log(w)[idx]
+        log_w, norm_left, norm_right = self._log_constants(geometry)
+        out = logp_b - log_w[idx]
         if self.support == "unbounded":
             k = self.num_buckets
-            left = logp_b + _halfnormal_log_pdf((b[1] - y).clamp_min(0), s[0])
-            right = logp_b + _halfnormal_log_pdf((y - b[-2]).clamp_min(0), s[1])
+            left = logp_b + _halfnormal_log_pdf((b[1] - y).clamp_min(0), s[0], norm_left)
+            right = logp_b + _halfnormal_log_pdf((y - b[-2]).clamp_min(0), s[1], norm_right)
             out = torch.where(idx == 0, left, out)
             out = torch.where(idx == k - 1, right, out)
         else:

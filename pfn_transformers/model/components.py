@@ -107,22 +107,27 @@ class Attention(nn.Module):
         cached tokens followed by x's, and x's keys/values are stored when ``append``."""
         b, t, d = x.shape
         h, dh = self.n_heads, self.d_head
-        # One fused projection: [d, 3*h*dh] built from the TL-layout weights.
-        w_qkv = torch.cat([self.W_Q, self.W_K, self.W_V], dim=0).permute(1, 0, 2).reshape(d, -1)
+        # One fused projection: [d, 3*h*dh] built from the TL-layout weights (the cat of the
+        # [d, h, dh] views writes it contiguous: no copy for the reshape).
+        w = [w.permute(1, 0, 2) for w in (self.W_Q, self.W_K, self.W_V)]
+        w_qkv = torch.cat(w, dim=1).view(d, -1)
         b_qkv = torch.cat([self.b_Q, self.b_K, self.b_V], dim=0).reshape(-1)
         qkv = torch.addmm(b_qkv, x.reshape(b * t, d), w_qkv).view(b, t, 3, h, dh)
-        q = self.hook_q(qkv[:, :, 0])
-        k = self.hook_k(qkv[:, :, 1])
-        v = self.hook_v(qkv[:, :, 2])
-        q, k, v = (z.transpose(1, 2) for z in (q, k, v))  # [b, h, t, dh]
+        # one copy to [3, b, h, t, dh]: q, k, v come out contiguous, so the attention
+        # matmuls below need no copies (and backward gathers their gradients in one stack)
+        q, k, v = qkv.permute(2, 0, 3, 1, 4).contiguous().unbind(0)
+        # hooks see TransformerLens' [b, t, h, dh]
+        q = self.hook_q(q.transpose(1, 2)).transpose(1, 2)
+        k = self.hook_k(k.transpose(1, 2)).transpose(1, 2)
+        v = self.hook_v(v.transpose(1, 2)).transpose(1, 2)  # [b, h, t, dh]
         if cache is not None:
             k, v = cache.extend(k, v, append=append)
         path = self.path(x, layout)
         if path == "dense":
             scores = (q @ k.transpose(-1, -2)) / math.sqrt(dh)
-            mask = layout.dense_mask(x.device)
-            if mask is not None:
-                scores = scores.masked_fill(~mask, float("-inf"))
+            blocked = layout.blocked_mask(x.device)
+            if blocked is not None:
+                scores = scores.masked_fill(blocked, float("-inf"))
             scores = self.hook_attn_scores(scores)
             pattern = self.hook_pattern(torch.softmax(scores, dim=-1))
             z = pattern.to(v.dtype) @ v
@@ -130,7 +135,8 @@ class Attention(nn.Module):
             z = split_attention(q, k, v, layout, matmul=path == "split-matmul")
         z = self.hook_z(z.transpose(1, 2))  # [b, t, h, dh]
         w_o = self.W_O.reshape(h * dh, d)
-        return torch.addmm(self.b_O, z.reshape(b * t, h * dh), w_o).view(b, t, d)
+        # contiguous() + view: one copy operator where reshape dispatches two
+        return torch.addmm(self.b_O, z.contiguous().view(b * t, h * dh), w_o).view(b, t, d)
 
 
 class MLP(nn.Module):
@@ -150,7 +156,7 @@ class MLP(nn.Module):
 
     def forward(self, x: Tensor) -> Tensor:
         lead = x.shape[:-1]
-        pre = torch.addmm(self.b_in, x.reshape(-1, x.shape[-1]), self.W_in)
+        pre = torch.addmm(self.b_in, x.contiguous().view(-1, x.shape[-1]), self.W_in)
         post = self.hook_post(self.act(self.hook_pre(pre.view(*lead, -1))))
         return torch.addmm(self.b_out, post.reshape(-1, post.shape[-1]), self.W_out).view_as(x)
 

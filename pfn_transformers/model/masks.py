@@ -73,6 +73,15 @@ class AttentionLayout:
         """The boolean mask ``[n_new, n_past + n_new]``, always as a tensor."""
         return _cached(_dense_mask, self, str(device))
 
+    def blocked_mask(self, device, *, full: bool = False) -> Tensor | None:
+        """``~dense_mask`` (``~full_mask`` with ``full``): True where a key is hidden, the
+        argument ``masked_fill`` takes, built once rather than inverted in every layer."""
+        if not full and self.dense_mask(device) is None:
+            return None
+        if torch.compiler.is_compiling():  # a constant of the graph (see _cached)
+            return ~_dense_mask.__wrapped__(self, str(device))
+        return _blocked_mask(self, str(device), torch.is_inference_mode_enabled())
+
 
 @lru_cache(maxsize=128)
 def _dense_mask(layout: AttentionLayout, device: str) -> Tensor:
@@ -87,6 +96,13 @@ def _dense_mask(layout: AttentionLayout, device: str) -> Tensor:
         own = torch.arange(q)
         mask[p + own, c + p + own] = True
     return mask.to(device)
+
+
+@lru_cache(maxsize=128)
+def _blocked_mask(layout: AttentionLayout, device: str, inference: bool) -> Tensor:
+    # ``inference`` keys the cache: a mask made under inference_mode cannot be saved for a
+    # later backward (masked_fill saves it)
+    return ~_dense_mask.__wrapped__(layout, device)
 
 
 def _cached(fn, *args):

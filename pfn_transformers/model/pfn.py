@@ -54,6 +54,12 @@ def _autocast_device_types() -> frozenset[str]:
 AUTOCAST_DEVICE_TYPES = _autocast_device_types()
 
 
+def _matmul(x: Tensor, w: Tensor) -> Tensor:
+    """``x @ w`` for a 2-D ``w``, the leading dimensions folded into one ``mm`` by a view
+    (``@`` folds them alike, then copies the result's shape back with ``_unsafe_view``)."""
+    return (x.reshape(-1, x.shape[-1]) @ w).view(*x.shape[:-1], w.shape[-1])
+
+
 class PFNModel(PretrainedMixin, HookedRootModule):
     """Prior-Fitted Network with TransformerLens hook names (see ``PFN`` for the factory);
     ``save_pretrained`` / ``from_pretrained`` / ``push_to_hub`` come from ``hub.py``."""
@@ -137,9 +143,9 @@ class PFNModel(PretrainedMixin, HookedRootModule):
         return y.unsqueeze(-1).to(self.W_y.dtype) * self.W_y + self.b_y
 
     def _embed_x(self, x: Tensor) -> Tensor:
-        h = x.to(self.W_x.dtype) @ self.W_x + self.b_x
+        h = _matmul(x.to(self.W_x.dtype), self.W_x) + self.b_x
         if self.config.x_encoder == "mlp":
-            h = F.gelu(h) @ self.W_x2 + self.b_x2
+            h = _matmul(F.gelu(h), self.W_x2) + self.b_x2
         return h
 
     def _query_tokens(self, x: Tensor, ex: Tensor | None = None) -> Tensor:
@@ -159,17 +165,16 @@ class PFNModel(PretrainedMixin, HookedRootModule):
             feats = F.one_hot(y.long().clamp(0, k - 1), k).to(self.W_xy.dtype)
         else:
             feats = self._standardize_y(y.to(self.W_xy.dtype)).unsqueeze(-1)
-        h = torch.cat([x.to(self.W_xy.dtype), feats], dim=-1) @ self.W_xy + self.b_xy
-        return F.gelu(h) @ self.W_xy2 + self.b_xy2
+        h = _matmul(torch.cat([x.to(self.W_xy.dtype), feats], dim=-1), self.W_xy) + self.b_xy
+        return _matmul(F.gelu(h), self.W_xy2) + self.b_xy2
 
     def _standardize_y(self, y: Tensor) -> Tensor:
         """y on the scale of x, whatever the user's units: the bar head's inner range (about
         +-4 prior standard deviations for the CLI's suggested range) maps to [-4, 4]."""
         if self.bucketizer is None:
             return y
-        b = self.bucketizer.borders
-        lo, hi = (b[1], b[-2]) if self.bucketizer.support == "unbounded" else (b[0], b[-1])
-        return (y - (lo + hi) / 2) * (8 / (hi - lo))
+        center, scale = self.bucketizer.standardization()
+        return (y - center) * scale
 
     def _start(self, batch: int) -> Tensor:
         return self.start_token.expand(batch, 1, -1)
@@ -219,7 +224,7 @@ class PFNModel(PretrainedMixin, HookedRootModule):
     def _decode(self, resid: Tensor) -> Tensor:
         if self.config.decoder == "mlp":
             resid = resid + self.decoder_mlp(resid)
-        return resid @ self.W_U + self.b_U
+        return _matmul(resid, self.W_U) + self.b_U
 
     # ------------------------------------------------------------------ validation
     def _home(self, t: Tensor | None) -> Tensor | None:

@@ -14,8 +14,8 @@ defaults are and why"). ``optimizer="adamw"`` is fused AdamW on everything at ex
 ``learning_rate``: every run before the optimizer field existed.
 
 Both keep the training step free of host synchronisation: a step whose loss or gradient is
-not finite (``found_inf``, set by ``TrainStep``) is skipped on the device by fused AdamW, and
-undone for the Muon part with ``torch.where`` against a copy taken before the step.
+not finite (``found_inf``, set by ``TrainStep``) is skipped on the device: by fused AdamW, and
+by ``BatchedMuon``, which selects the old stacks over the new ones once per shape batch.
 """
 
 from __future__ import annotations
@@ -89,27 +89,11 @@ class MuonWithAdamW(torch.optim.Optimizer):
 
     @torch.no_grad()
     def step(self, closure: Any = None) -> None:
-        bad = self.found_inf
-        self.adamw.found_inf = bad
-        saved = None
-        if bad is not None:  # what the Muon step changes, to restore it on the device
-            saved = [(p, p.clone(), self._momentum(p)) for p in self._muon_params()]
+        # one device flag skips both: fused AdamW and BatchedMuon leave a flagged step's
+        # parameters and state exactly as they were
+        self.adamw.found_inf = self.muon.found_inf = self.found_inf
         self.muon.step()
         self.adamw.step()
-        if saved is not None:
-            skip = bad.bool()
-            for p, before, buf in saved:
-                p.copy_(torch.where(skip, before, p))
-                live = self.muon.state[p]["momentum_buffer"]
-                live.copy_(torch.where(skip, torch.zeros_like(live) if buf is None else buf, live))
-
-    def _muon_params(self) -> list[nn.Parameter]:
-        return [p for g in self.muon.param_groups for p in g["params"] if p.grad is not None]
-
-    def _momentum(self, p: nn.Parameter) -> torch.Tensor | None:
-        """A copy of p's momentum buffer (None before its first step)."""
-        buf = self.muon.state.get(p, {}).get("momentum_buffer")
-        return None if buf is None else buf.clone()
 
     def state_dict(self) -> dict[str, Any]:
         return {"muon": self.muon.state_dict(), "adamw": self.adamw.state_dict()}

@@ -1,10 +1,12 @@
 """One optimisation step, entirely on the device: the unit a compiled step captures.
 
-``TrainStep(state)(x, y)`` runs forward, backward, gradient clipping and the AdamW update and
-returns the (detached) loss without reading anything back to the host. A step whose loss or
-gradient norm is not finite is skipped on the device (fused AdamW's ``found_inf``: no
-parameter, moment or step-count change) and counted. ``StepStats`` keeps those counts, and
-the share of targets outside a bounded bar distribution, as device tensors; the loop reads
+``TrainStep(state)(x, y)`` runs forward, backward, gradient clipping and the optimizer update
+and returns the (detached) loss without reading anything back to the host. A step whose loss
+or gradient norm is not finite is skipped on the device and counted: one flag, computed once
+from the loss and the gradient norm (``nonfinite_flags``), is the optimizer's ``found_inf``
+(fused AdamW and ``BatchedMuon`` then change no parameter, moment, momentum or step count).
+``StepStats`` keeps those counts, and the share of targets outside a bounded bar
+distribution, in one device tensor that a step updates with one operator; the loop reads
 them at log steps, and ``NonFiniteGuard`` watches them without a host synchronisation.
 """
 
@@ -58,60 +60,70 @@ def tf32_matmuls(device: torch.device, enabled: bool) -> Iterator[None]:
         torch.set_float32_matmul_precision(previous)
 
 
+COUNTERS = ("skipped", "skipped_in_a_row", "out_of_range", "targets", "bad_batches")
+
+
 class StepStats:
-    """Device-side counters of the steps since the run (or resume) started."""
+    """Device-side counters of the steps since the run (or resume) started, packed in one
+    float64 tensor (exact to 2**53) so that a step updates them all with one operator:
+    ``skipped`` steps whose update was skipped, ``skipped_in_a_row`` the current run of
+    them, ``out_of_range`` targets outside a bounded bar distribution, ``targets`` seen (the
+    share's denominator), ``bad_batches`` skipped steps whose batch itself held NaN/inf."""
 
     def __init__(self, device: torch.device) -> None:
-        zero = lambda: torch.zeros((), dtype=torch.int64, device=device)  # noqa: E731
-        self.skipped = zero()  # steps whose update was skipped
-        self.skipped_in_a_row = zero()  # the current run of skipped steps
-        self.out_of_range = zero()  # targets outside a bounded bar distribution
-        self.targets = zero()  # targets seen (denominator of the share above)
-        self.bad_batches = zero()  # skipped steps whose batch itself held NaN/inf
+        self.counts = torch.zeros(len(COUNTERS), dtype=torch.float64, device=device)
+        self._constants: dict[int, Tensor] = {}
 
-    def record(
-        self,
-        bad: Tensor,
-        out_of_range: Tensor | None,
-        n_targets: int,
-        bad_batch: Tensor | None = None,
-    ) -> None:
-        bad = bad.to(torch.int64)
-        self.skipped.add_(bad)
-        self.skipped_in_a_row.add_(bad).mul_(bad)
-        if bad_batch is not None:
-            self.bad_batches.add_(bad_batch.to(torch.int64) * bad)
-        if out_of_range is not None:
-            self.out_of_range.add_(out_of_range.sum())
-            self.targets.add_(n_targets)
+    # each counter as a 0-d view of ``counts``
+    skipped = property(lambda self: self.counts[0])
+    skipped_in_a_row = property(lambda self: self.counts[1])
+    out_of_range = property(lambda self: self.counts[2])
+    targets = property(lambda self: self.counts[3])
+    bad_batches = property(lambda self: self.counts[4])
+
+    def _constant(self, value: int) -> Tensor:
+        if value not in self._constants:
+            self._constants[value] = torch.tensor(float(value), device=self.counts.device)
+        return self._constants[value]
+
+    def record(self, flags: Tensor, out_of_range: Tensor | None, n_targets: int) -> None:
+        """Count one step: ``flags`` is ``nonfinite_flags``'s [skipped, bad batch] pair."""
+        bad = flags[0]
+        one = self._constant(1)
+        if out_of_range is None:
+            seen, n = self._constant(0), self._constant(0)
+        else:
+            seen, n = out_of_range.sum(), self._constant(n_targets)
+        # counts * keep + add, one operator: skipped_in_a_row restarts at 0 after a good step
+        keep = torch.stack([one, bad, one, one, one])
+        add = torch.stack([bad, bad, seen.to(bad.dtype), n, flags[1] * bad])
+        torch.addcmul(add, self.counts, keep, out=self.counts)
 
     def read(self) -> dict[str, int]:
         """The counters as Python ints (a host read: call at log steps only)."""
-        values = torch.stack(
-            [self.skipped, self.skipped_in_a_row, self.out_of_range, self.targets]
-        ).tolist()
-        return dict(zip(("skipped", "skipped_in_a_row", "out_of_range", "targets"), values))
+        return {k: int(v) for k, v in zip(COUNTERS, self.counts.tolist(), strict=True)}
 
 
 class NonFiniteGuard:
     """Stops a run whose non-finite steps persist, reading the counters without a sync.
 
-    Every step the two skip counters are copied to a (pinned, on CUDA) host buffer without
+    Every step the counters are copied to a (pinned, on CUDA) host buffer without
     blocking; the guard reads whatever has arrived, so on a GPU it may lag a few steps behind.
     """
 
     def __init__(self, stats: StepStats, num_steps: int) -> None:
         self.stats = stats
         self.max_share = max(MAX_SKIPPED_IN_A_ROW, math.ceil(MAX_SKIPPED_SHARE * num_steps))
-        pin = stats.skipped.device.type == "cuda"
-        self.host = torch.zeros(3, dtype=torch.int64, pin_memory=pin)
+        pin = stats.counts.device.type == "cuda"
+        self.host = torch.zeros_like(stats.counts, device="cpu", pin_memory=pin)
 
     def check(self, state: TrainState, *, final: bool = False) -> None:
         """Raise NonFiniteLossError when skipped steps persist; ``final=True`` (after the last
         step) reads exact counts and also refuses a run none of whose steps updated the model."""
-        counts = [self.stats.skipped, self.stats.skipped_in_a_row, self.stats.bad_batches]
-        self.host.copy_(torch.stack(counts), non_blocking=not final)
-        skipped, in_a_row, bad_batches = self.host.tolist()
+        self.host.copy_(self.stats.counts, non_blocking=not final)
+        counts = dict(zip(COUNTERS, map(int, self.host.tolist()), strict=True))
+        skipped, in_a_row = counts["skipped"], counts["skipped_in_a_row"]
+        bad_batches = counts["bad_batches"]
         steps = state.step - state.start_step
         all_skipped = final and steps > 0 and skipped == steps
         if in_a_row < MAX_SKIPPED_IN_A_ROW and skipped <= self.max_share and not all_skipped:
@@ -142,12 +154,19 @@ class NonFiniteGuard:
         raise NonFiniteLossError(stopped + advice + kept)
 
 
-def _bad_batch(x: Tensor | None, y: Tensor) -> Tensor | None:
-    """A device flag: does the batch hold NaN/inf (None for integer y and no x)?"""
-    flags = [~torch.isfinite(t).all() for t in (x, y) if t is not None and t.is_floating_point()]
-    if not flags:
-        return None
-    return torch.stack(flags).any()
+def nonfinite_flags(loss: Tensor, norm: Tensor, x: Tensor | None, y: Tensor) -> Tensor:
+    """Two device flags (float32, 1.0 = yes), computed together without a host sync: is the
+    step's loss or gradient norm not finite (skip the update), and does the batch itself
+    (its floating-point x and y) hold NaN/inf. ``v * 0`` is 0 for finite v and NaN for NaN
+    and inf, and a max-norm is NaN or inf exactly when an element is."""
+    checks = [loss.detach().float() + norm]
+    batch = [t for t in (x, y) if t is not None and t.is_floating_point()]
+    if batch:
+        norms = torch._foreach_norm(batch, math.inf)
+        checks.append(norms[0] if len(norms) == 1 else norms[0] + norms[1])
+    else:
+        checks.append(torch.zeros_like(checks[0]))
+    return torch.nan_to_num(torch.stack(checks) * 0, nan=1.0)
 
 
 def compile_mode(setting: bool | str, device: torch.device) -> str | None:
@@ -172,7 +191,7 @@ def _has_hooks(model: torch.nn.Module) -> bool:
 
 
 class TrainStep:
-    """Forward, backward, clipping and a skippable AdamW update; no host synchronisation.
+    """Forward, backward, clipping and a skippable optimizer update; no host synchronisation.
 
     With ``TrainingConfig.compile`` the loss (forward and, through AOTAutograd, backward) is
     a ``torch.compile``d function; while hooks are attached the eager one runs instead, so
@@ -240,11 +259,13 @@ class TrainStep:
         loss.backward()
         grads = [p.grad for p in self.params if p.grad is not None]
         norm = torch.nn.utils.get_total_norm(grads)
-        bad = ~(torch.isfinite(loss) & torch.isfinite(norm))
+        flags = nonfinite_flags(loss, norm, x, y)  # [skip this step, the batch is not finite]
         if tc.use_grad_clip:
             torch.nn.utils.clip_grads_with_norm_(self.params, tc.grad_clip, norm)
-        optimizer.found_inf = bad.to(torch.float32)  # fused AdamW skips the update when 1
+        optimizer.found_inf = flags[0]  # fused AdamW and BatchedMuon skip the update when 1
         optimizer.step()
         state.scheduler.step()
-        self.stats.record(bad, model.out_of_range(y), y.numel(), _bad_batch(x, y))
-        return loss.detach().clone()  # a CUDA-graph output is overwritten by the next replay
+        self.stats.record(flags, model.out_of_range(y), y.numel())
+        if self.mode == "reduce-overhead" and self.compiled_loss is not None:
+            return loss.detach().clone()  # a CUDA-graph output is overwritten by the next replay
+        return loss.detach()
