@@ -22,7 +22,8 @@ from pfn_transformers.training.step import TrainStep
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[3] / "benchmarks"))
 import bench_ops  # noqa: E402
-from test_training import TINY, assert_same_tensors, linear_gen, moving  # noqa: E402
+
+from tests.unit.training.test_training import TINY, assert_same_tensors, linear_gen, moving  # noqa: E402
 
 # Operators per default step against nn.TransformerEncoder's (same size, tokens and autocast,
 # foreach AdamW, clipping). Before issue 23's lean step: 919 against 433 (2.12x).
