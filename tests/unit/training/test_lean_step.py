@@ -55,8 +55,11 @@ def _optimizer_state(optimizer) -> dict:
     return {k: v["state"] for k, v in sd.items()} if "muon" in sd else sd["state"]
 
 
-@pytest.mark.parametrize("poisoned", ["x", "y"])
-@pytest.mark.parametrize("optimizer", ["muon", "adamw"])
+@pytest.mark.parametrize(
+    ("optimizer", "poisoned"),
+    [("muon", "x"), ("muon", "y"), ("adamw", "x"), ("adamw", "y")],
+    ids=["muon-x", "muon-y", "adamw-x", "adamw-y"],
+)
 def test_a_nan_batch_changes_no_weight_and_no_optimizer_state_and_is_counted(optimizer, poisoned):
     state, step = _state(optimizer)
     x, y = linear_gen().generate_batch(8, 12)
