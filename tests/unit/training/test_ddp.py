@@ -131,9 +131,11 @@ def test_torchrun_pfn_train_writes_one_run_folder_from_rank_zero(tmp_path):
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+    assert proc.stdout.count("Final evaluation") == 1  # rank 0 alone evaluates and reports
     status = json.loads((tmp_path / "run" / "status.json").read_text())
     assert status["status"] == "finished" and status["step"] == 6
     assert (tmp_path / "run" / "eval.json").exists()
-    steps = [json.loads(x)["step"] for x in (tmp_path / "run/metrics.jsonl").read_text().split()]
+    lines = (tmp_path / "run/metrics.jsonl").read_text().splitlines()
+    steps = [json.loads(x)["step"] for x in lines]
     assert steps == sorted(set(steps))  # one writer: no step twice
     assert torch.load(next((tmp_path / "run/checkpoints").glob("step-6*")), weights_only=False)
