@@ -23,6 +23,7 @@ from pfn_transformers.priors._common import (
     as_float_list,
     check_int,
     check_positive,
+    sequential_gaussian_moments,
     uniform,
 )
 from pfn_transformers.priors.regression import _check_x_range
@@ -205,6 +206,34 @@ class GPHyperPrior(ContinuousTargetMixin, ExactPosteriorMixin, DataGenerator):
         """Draws on ``device`` (None: CPU); ``draw`` also returns the hyperparameters."""
         out = self.draw(batch_size, seq_len, device)
         return out.x, out.y
+
+    # ------------------------------------------------------------------ known hyperparameters
+    def moments_given(
+        self, x: Tensor, y: Tensor, params: dict[str, Tensor]
+    ) -> tuple[Tensor, Tensor]:
+        """``(mean [B, S], std [B, S])``, float64: the exact sequential GP predictive of y_n
+        given D_<n and each dataset's known ``params`` (``lengthscale``, ``outputscale``,
+        ``noise_var``, each ``[B]``, as ``draw`` reports them), from one Cholesky per dataset
+        of the unit-outputscale covariance (the outputscale s only scales the variance)."""
+        xd, yd = x.double(), y.double()
+        dev = xd.device
+        ls, scale, noise = (
+            torch.as_tensor(params[k], dtype=torch.float64, device=dev).reshape(-1)
+            for k in ("lengthscale", "outputscale", "noise_var")
+        )
+        S = yd.shape[1]
+        corr = self.correlation(xd, xd, ls)
+        eye = torch.eye(S, dtype=torch.float64, device=dev)
+        ratio = (noise / scale + self.jitter)[:, None, None]
+        mean, unit_std = sequential_gaussian_moments(corr + ratio * eye, yd)
+        return mean, unit_std * scale.sqrt()[:, None]
+
+    def exact_log_predictive_given(self, x: Tensor, y: Tensor, params: dict[str, Tensor]) -> Tensor:
+        """``[B, S]`` float64: log p(y_n | x_n, D_<n, theta) for each dataset's known
+        hyperparameters theta (the oracle a method that knew them would reach)."""
+        mean, std = self.moments_given(x, y, params)
+        z = (y.double() - mean) / std
+        return -0.5 * z * z - std.log() - _LOG_SQRT_2PI
 
     # ------------------------------------------------------------------ quadrature rule
     def quadrature_rule(

@@ -201,3 +201,21 @@ def test_cli_trains_and_evaluates_on_the_hierarchical_gp(tmp_path):
     ev = json.loads((run / "eval.json").read_text())
     assert ev["prior"] == "GPHyperPrior" and ev["has_exact"] is True
     assert ev["excess_nll"]["mean"] is not None and ev["floor_nll"] is not None
+
+
+def test_predictive_given_known_hyperparameters_matches_direct_conditioning():
+    """The one-Cholesky sequential predictive equals conditioning the GP on D_<n directly."""
+    torch.manual_seed(3)
+    prior = GPHyperPrior(input_dim=2)
+    draw = prior.draw(4, 9)
+    logp = prior.exact_log_predictive_given(draw.x, draw.y, draw.params)
+    for b in range(4):
+        x, y = draw.x[b].double(), draw.y[b].double()
+        ls, s, v = (draw.params[k][b] for k in ("lengthscale", "outputscale", "noise_var"))
+        cov = s * prior.correlation(x, x, ls) + (v + prior.jitter * s) * torch.eye(9).double()
+        for n in (0, 1, 4, 8):
+            k_q = cov[n, :n]
+            mean = k_q @ torch.linalg.solve(cov[:n, :n], y[:n]) if n else torch.zeros(())
+            var = cov[n, n] - (k_q @ torch.linalg.solve(cov[:n, :n], k_q) if n else 0.0)
+            ref = torch.distributions.Normal(mean, var.sqrt()).log_prob(y[n])
+            assert logp[b, n].item() == pytest.approx(ref.item(), abs=1e-8)
