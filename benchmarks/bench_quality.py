@@ -158,6 +158,41 @@ TASKS: dict[str, dict[str, Any]] = {
         },
         "max_time_s": 300,
     },
+    "mixture": {
+        "title": "mixture: linear + GP (equal weights)",
+        # the "linear" and "gp" tasks' priors, each dataset from one of them (MixturePrior);
+        # the exact reference is their posterior-weighted mixture
+        "prior": (
+            P.MixturePrior,
+            {
+                "components": [
+                    P.LinearRegressionPrior(
+                        input_dim=1, weight_std=1.0, bias=True, bias_std=1.0, noise_std=0.1
+                    ),
+                    P.GPPrior(input_dim=1, lengthscale=0.2, outputscale=1.0, noise_var=0.01),
+                ],
+                "names": ["linear", "gp"],
+            },
+        ),
+        "seq_len": 20,
+        "target": 0.03,
+        "model": {
+            "kind": "regression",
+            "input_dim": 1,
+            "d_model": 64,
+            "n_layers": 2,
+            "n_heads": 8,
+            "borders": {"type": "uniform", "y_min": -6.0, "y_max": 6.0, "num_buckets": 300},
+        },
+        "train": {
+            "batch_size": 64,
+            "num_steps": 12000,
+            "learning_rate": 1e-3,
+            "warmup_steps": 500,
+            "precision": "bf16",
+        },
+        "max_time_s": 300,
+    },
     "nig": {
         "title": "NIG(0,1,2,1)",
         "prior": (
@@ -287,16 +322,11 @@ def _pick_threads(
 _MAX_THREADS = torch.get_num_threads()
 
 
-def run_task(
-    name: str,
-    budget_s: float | None,
-    num_datasets: int,
-    seed: int,
-    plots_dir: Path | None = None,
-) -> dict[str, Any]:
-    task = TASKS[name]
-    cls, kwargs = task["prior"]
-    prior = cls(**kwargs)
+def train_task(
+    task: dict[str, Any], prior: Any, budget_s: float | None
+) -> tuple[Any, dict[str, Any]]:
+    """Train ``task``'s model on ``prior`` within its budget on this machine; returns the model
+    and what the run did (seconds, steps, threads, settings) for the results file."""
     model_config = build_model_config(task)
     train_kw = {**TRAIN_DEFAULTS, **task["train"]}
     budget = float(budget_s if budget_s is not None else task["max_time_s"])
@@ -327,6 +357,31 @@ def run_task(
         train_s = time.perf_counter() - t0
         steps_run = _last_logged(Path(tmp) / "metrics.jsonl", "step", num_steps)
         final_loss = _last_logged(Path(tmp) / "metrics.jsonl", "loss_avg", None)
+    return model, {
+        "train_time_s": round(train_s, 1),
+        "time_budget_s": budget,
+        "num_steps": steps_run,
+        "planned_steps": num_steps,
+        "final_train_loss": final_loss,
+        "probe_step_s": round(step_s, 4),
+        "threads": threads,
+        "model_config": model_config.to_dict(),
+        "training": train_kw,
+        "num_params": sum(p.numel() for p in model.parameters()),
+    }
+
+
+def run_task(
+    name: str,
+    budget_s: float | None,
+    num_datasets: int,
+    seed: int,
+    plots_dir: Path | None = None,
+) -> dict[str, Any]:
+    task = TASKS[name]
+    cls, kwargs = task["prior"]
+    prior = cls(**kwargs)
+    model, run = train_task(task, prior, budget_s)
     res = evaluate(model, prior, num_datasets=num_datasets, seq_len=task["seq_len"], seed=seed)
     if plots_dir is not None:
         out = plots_dir / name
@@ -343,16 +398,7 @@ def run_task(
         "prior": res["prior_repr"],
         "seq_len": task["seq_len"],
         "target_excess_nll": task["target"],
-        "train_time_s": round(train_s, 1),
-        "time_budget_s": budget,
-        "num_steps": steps_run,
-        "planned_steps": num_steps,
-        "final_train_loss": final_loss,
-        "probe_step_s": round(step_s, 4),
-        "threads": threads,
-        "model_config": model_config.to_dict(),
-        "training": train_kw,
-        "num_params": sum(p.numel() for p in model.parameters()),
+        **run,
         "excess_nll": ex["mean"],
         "excess_nll_stderr": ex["stderr"],
         "excess_nll_per_n": ex["per_n"],

@@ -15,6 +15,7 @@ from pfn_transformers.evaluation import (
     plot_evaluation,
     plot_predictive_bands,
 )
+from pfn_transformers.evaluation.metrics import floor_logits
 from pfn_transformers.model.bucketizer import Bucketizer
 from pfn_transformers.model.configs import (
     ClassificationConfig,
@@ -299,7 +300,7 @@ def test_quality_benchmark_settings_build():
     spec = importlib.util.spec_from_file_location("bench_quality", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
-    assert set(bench.TASKS) == {"coin", "categorical", "markov", "linear", "gp", "nig"}
+    assert set(bench.TASKS) == {"coin", "categorical", "markov", "linear", "gp", "mixture", "nig"}
     for task in bench.TASKS.values():
         cls, kwargs = task["prior"]
         prior = cls(**kwargs)
@@ -310,3 +311,24 @@ def test_quality_benchmark_settings_build():
     borders = bench.core_tail_borders(2.0, 0.5, 20.0, 1.5)
     assert borders == sorted(borders) and borders[0] < -20 and borders[-1] > 20
     assert len(set(borders)) == len(borders)
+
+
+@pytest.mark.parametrize("support", ["unbounded", "bounded"])
+def test_floor_from_the_two_borders_of_y_equals_the_floor_from_every_border(support):
+    """The floor needs the exact cdf at y's bucket only: same log density as building the
+    best bar distribution from the cdf at all K + 1 borders (edge buckets and tails included)."""
+    torch.manual_seed(0)
+    prior = GPPrior(input_dim=1, lengthscale=0.2, noise_var=0.01)
+    config = RegressionConfig(
+        input_dim=1, d_model=16, n_layers=1, n_heads=2, d_vocab=50, y_min=-2.5, y_max=2.5,
+        bucket_support=support,
+    )  # fmt: skip
+    bucketizer = Bucketizer.from_config(config)
+    x, y = prior.generate_batch(16, 12)
+    y[:, 5] = torch.linspace(-2.6, 2.6, 16)  # edge buckets and, when unbounded, the tails
+    cdf = prior.exact_predictive_cdf(x, y, bucketizer.borders.double())
+    full = bucketizer.log_prob(bucket_logits_from_cdf(cdf, support), y.double())
+    fast = bucketizer.log_prob(floor_logits(prior, bucketizer, x, y), y.double())
+    scored = torch.isfinite(full)
+    assert scored.float().mean() > 0.9 and torch.equal(scored, torch.isfinite(fast))
+    torch.testing.assert_close(fast[scored], full[scored], rtol=0, atol=1e-9)
