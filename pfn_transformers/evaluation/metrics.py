@@ -122,21 +122,26 @@ def bucket_logits_from_cdf(cdf: Tensor, support: str = "unbounded") -> Tensor:
     return masses.clamp_min(1e-300).log()
 
 
-def floor_logits(prior: Any, bucketizer: Any, x: Tensor | None, y: Tensor) -> Tensor:
-    """Logits ``[B, S, K]`` that give each y the log density of the best bar distribution
-    (``bucket_logits_from_cdf`` of the exact cdf at every border) at y itself.
+def floor_points(bucketizer: Any, y: Tensor) -> tuple[Tensor, Tensor]:
+    """``(idx [B, S], points [B, S, P])``: y's bucket and where the floor needs the exact cdf.
 
     Only y's own bucket matters to the NLL, so the exact cdf is needed at its two borders
     (and, for bounded support, at the outer ones that renormalise): 2-4 values per position
-    instead of K + 1 (a quadrature reference over 1,000 borders would cost minutes per
-    batch). The other buckets share the remaining mass evenly."""
+    instead of K + 1 (a quadrature reference over 1,000 borders costs minutes per batch)."""
     borders = bucketizer.borders.detach().double().cpu()
-    k = bucketizer.num_buckets
     idx = bucketizer.bucketize(y.double()).cpu()
     points = [borders[idx], borders[idx + 1]]
     if bucketizer.support != "unbounded":
         points += [borders[0].expand_as(points[0]), borders[-1].expand_as(points[0])]
-    cdf = prior.exact_predictive_cdf(x, y, torch.stack(points, -1)).double()
+    return idx, torch.stack(points, -1)
+
+
+def floor_logits_from_cdf(bucketizer: Any, idx: Tensor, cdf: Tensor) -> Tensor:
+    """Logits ``[B, S, K]`` giving each y the log density of the best bar distribution
+    (``bucket_logits_from_cdf`` of the exact cdf at every border), from the exact cdf at
+    ``floor_points``; the other buckets share the remaining mass evenly."""
+    k = bucketizer.num_buckets
+    cdf = cdf.double()
     lower, upper = cdf[..., 0], cdf[..., 1]
     if bucketizer.support == "unbounded":  # the edge buckets hold everything beyond them
         lower = torch.where(idx == 0, torch.zeros_like(lower), lower)
@@ -148,6 +153,12 @@ def floor_logits(prior: Any, bucketizer: Any, x: Tensor | None, y: Tensor) -> Te
     rest = ((1 - mass) / max(k - 1, 1)).clamp_min(1e-300)
     logits = rest.log().unsqueeze(-1).expand(*idx.shape, k).clone()
     return logits.scatter_(-1, idx.unsqueeze(-1), mass.log().unsqueeze(-1))
+
+
+def floor_logits(prior: Any, bucketizer: Any, x: Tensor | None, y: Tensor) -> Tensor:
+    """The best bar distribution's logits for y under ``prior``'s exact predictive."""
+    idx, points = floor_points(bucketizer, y)
+    return floor_logits_from_cdf(bucketizer, idx, prior.exact_predictive_cdf(x, y, points))
 
 
 # ----------------------------------------------------------------------------- evaluate
@@ -183,6 +194,8 @@ def evaluate(
     exact = has_exact_posterior(prior)
     bucketizer = getattr(model, "bucketizer", None) if head == "bar" else None
     want_floor = bucketizer is not None and exact and hasattr(prior, "exact_predictive_cdf")
+    # a reference that is costly per pass (quadrature) may give log predictive and cdf at once
+    joint_floor = want_floor and hasattr(prior, "exact_log_predictive_and_cdf")
     want_exact_mean = exact and hasattr(prior, "exact_predictive_mean")
     want_probs = exact and head == "discrete" and hasattr(prior, "exact_predictive_log_probs")
 
@@ -219,6 +232,11 @@ def evaluate(
                     ex_logp = prior.exact_predictive_log_probs(x, y).double()
                 if ex_logp is not None:  # the same numbers, without a second (MC) pass
                     put("exact_nll", -ex_logp.gather(-1, y.long().unsqueeze(-1)).squeeze(-1))
+                elif joint_floor:  # one pass over the reference gives both
+                    idx, points = floor_points(bucketizer, y)
+                    ex_lp, cdf = prior.exact_log_predictive_and_cdf(x, y, points)
+                    put("exact_nll", -ex_lp)
+                    flog = floor_logits_from_cdf(bucketizer, idx, cdf)
                 elif exact:
                     put("exact_nll", -prior.exact_log_predictive(x, y))
                 if exact:
@@ -246,7 +264,8 @@ def evaluate(
                         hi = bucketizer.quantile(lf, (1 + level) / 2).double().cpu()
                         put(f"cover{int(level * 100)}", ((yf >= lo) & (yf <= hi)).double())
                 if want_floor:
-                    flog = floor_logits(prior, bucketizer, x, y)
+                    if not joint_floor:
+                        flog = floor_logits(prior, bucketizer, x, y)
                     floor = -bucketizer.log_prob(flog.to(dev), yf.to(dev))
                     if outside is not None:  # scored over the same in-range targets as nll
                         floor = floor.masked_fill(outside, math.nan)

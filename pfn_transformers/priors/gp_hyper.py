@@ -367,6 +367,18 @@ class GPHyperPrior(ContinuousTargetMixin, ExactPosteriorMixin, DataGenerator):
             v = v.expand(B, S, -1)
         return self._reduce(x, y, values=v)[1]
 
+    def exact_log_predictive_and_cdf(
+        self, x: Tensor, y: Tensor, values: Tensor
+    ) -> tuple[Tensor, Tensor]:
+        """``exact_log_predictive`` and ``exact_predictive_cdf`` in one pass over the nodes
+        (``evaluate`` asks for both; each pass costs n_l * n_r Cholesky factorisations)."""
+        B, S = y.shape
+        v = torch.as_tensor(values, dtype=torch.float64, device=x.device)
+        if v.dim() == 1:
+            v = v.expand(B, S, -1)
+        logp, cdf, _ = self._reduce(x, y, values=v)
+        return logp.float(), cdf
+
     def exact_predictive_mean(self, x: Tensor, y: Tensor) -> Tensor:
         """``[B, S]``: the predictive mean (the posterior-weighted GP means)."""
         return self._reduce(x, y, mean=True)[2].float()

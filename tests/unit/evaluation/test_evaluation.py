@@ -8,7 +8,7 @@ import math
 import pytest
 import torch
 
-from pfn_transformers import describe_generator
+from pfn_transformers import PFN, describe_generator
 from pfn_transformers.evaluation import (
     bucket_logits_from_cdf,
     evaluate,
@@ -24,6 +24,7 @@ from pfn_transformers.model.configs import (
 )
 from pfn_transformers.priors import (
     CoinFlipPrior,
+    GPHyperPrior,
     GPPrior,
     LinearRegressionPrior,
     LogisticClassificationPrior,
@@ -332,3 +333,29 @@ def test_floor_from_the_two_borders_of_y_equals_the_floor_from_every_border(supp
     scored = torch.isfinite(full)
     assert scored.float().mean() > 0.9 and torch.equal(scored, torch.isfinite(fast))
     torch.testing.assert_close(fast[scored], full[scored], rtol=0, atol=1e-9)
+
+
+def test_gp_hyper_reference_in_one_pass_equals_its_two_separate_passes():
+    torch.manual_seed(1)
+    prior = GPHyperPrior(quadrature_nodes=(6, 8, 6))
+    x, y = prior.generate_batch(5, 7)
+    values = torch.randn(5, 7, 3) * 5
+    logp, cdf = prior.exact_log_predictive_and_cdf(x, y, values)
+    assert torch.equal(logp, prior.exact_log_predictive(x, y))
+    assert torch.equal(cdf, prior.exact_predictive_cdf(x, y, values))
+
+
+def test_evaluate_takes_the_one_pass_reference_with_the_same_numbers():
+    class TwoPasses(GPHyperPrior):
+        @property
+        def exact_log_predictive_and_cdf(self):  # hides the one-pass method from evaluate
+            raise AttributeError
+
+    torch.manual_seed(0)
+    model = PFN(RegressionConfig(input_dim=1, d_vocab=100, y_min=-30, y_max=30, **SMALL))
+    nodes = {"quadrature_nodes": (6, 8, 6)}
+    one = evaluate(model, GPHyperPrior(**nodes), num_datasets=8, seq_len=6, batch_size=4)
+    two = evaluate(model, TwoPasses(**nodes), num_datasets=8, seq_len=6, batch_size=4)
+    for key in ("exact_nll", "floor_nll", "excess_nll", "nll"):
+        assert one[key] == two[key]
+    assert one["floor_nll"]["mean"] is not None
