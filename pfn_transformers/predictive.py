@@ -22,6 +22,7 @@ from torch.distributions import Distribution
 
 from .context import CachedContext
 from .distributions import AffinePredictive, BarDistribution, distribution_from_logits
+from .model.conditioning import logits_given
 
 
 @torch.no_grad()
@@ -49,7 +50,7 @@ def model_predictive(
                 "predictive(x, y) for every position given the ones before it)."
             )
         if x_query is None:
-            logits = model.predictive_logits(x_or_y, y, hyperparameters=hyperparameters)
+            logits = logits_given(model, x_or_y, y, hyperparameters)
         else:
             return CachedContext(model, x_or_y, y, hyperparameters=hyperparameters).predictive(
                 x_query, chunk_size=chunk_size, validate_args=validate_args
@@ -64,7 +65,7 @@ def model_predictive(
             y_home = model._check_inputs(None, model._home(x_or_y))
             logits = model._unsupervised_logits(y_home)[:, -1:]
         else:
-            logits = model.predictive_logits(x_or_y, hyperparameters=hyperparameters)
+            logits = logits_given(model, x_or_y, None, hyperparameters)
     return distribution_from_logits(model, logits, validate_args=validate_args)
 
 

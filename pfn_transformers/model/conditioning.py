@@ -131,11 +131,22 @@ def check_prior_exposes(prior: Any, names: list[str], params: Mapping[str, Any] 
         )
 
 
+def logits_given(
+    model: Any, x_or_y: Tensor, y: Tensor | None, hyperparameters: Hyperparameters | None
+) -> Tensor:
+    """``model.predictive_logits``, passing ``hyperparameters`` only when there are some (a
+    subclass may override ``predictive_logits(x_or_y, y)`` without them)."""
+    if hyperparameters is None:
+        return model.predictive_logits(x_or_y, y)
+    return model.predictive_logits(x_or_y, y, hyperparameters=hyperparameters)
+
+
 __all__ = [
     "Hyperparameters",
     "check_condition_fields",
     "check_prior_exposes",
     "condition_features",
     "drop_hyperparameters",
+    "logits_given",
     "symlog",
 ]

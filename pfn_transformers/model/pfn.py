@@ -26,7 +26,7 @@ from transformer_lens.hook_points import HookPoint
 from ..persistence.hub import PretrainedMixin
 from .bucketizer import Bucketizer
 from .components import MLP, LayerNorm, TransformerBlock
-from .conditioning import Hyperparameters, condition_features
+from .conditioning import Hyperparameters, condition_features, logits_given
 from .configs import (
     ClassificationConfig,
     ConfigError,
@@ -420,8 +420,7 @@ class PFNModel(PretrainedMixin, HookedRootModule):
         unsupervised data is the prior predictive): the quantity scored against the exact
         posterior."""
         target = self._home(y if self.supervised else x_or_y)
-        logits = self.predictive_logits(x_or_y, y, hyperparameters=hyperparameters)
-        return self.log_prob(logits, target)
+        return self.log_prob(logits_given(self, x_or_y, y, hyperparameters), target)
 
     @torch.no_grad()
     def predict(

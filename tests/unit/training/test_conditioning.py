@@ -15,8 +15,7 @@ import torch
 
 from pfn_transformers import RegressionConfig, TrainingConfig, train
 from pfn_transformers.model.conditioning import drop_hyperparameters
-from pfn_transformers.priors import GPHyperPrior, LinearRegressionPrior
-from pfn_transformers.priors._common import PriorDraw
+from pfn_transformers.priors import GPHyperPrior, LinearRegressionPrior, PriorDraw
 
 DATA = Path(__file__).parents[2] / "data" / "unconditioned_gp_hyper"
 MU_STD, NOISE = 2.0, 0.3
