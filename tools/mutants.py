@@ -578,6 +578,14 @@ MUTANTS: list[Mutant] = [
         COND_LEARNS,
     ),
     Mutant(
+        "condition/compiled-step-without-values",
+        "the compiled training step drops the hyperparameters the eager one uses",
+        "pfn_transformers/training/step.py",
+        "                state.device.type,\n                hyperparameters,\n",
+        "                state.device.type,\n                None,\n",
+        (f"{COND_TRAIN}::test_the_compiled_step_takes_the_hyperparameters_as_the_eager_one",),
+    ),
+    Mutant(
         "condition/cached-context-unconditioned",
         "CachedContext encodes the context without the known hyperparameters",
         "pfn_transformers/context.py",

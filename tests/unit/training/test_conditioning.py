@@ -172,6 +172,23 @@ def test_a_resumed_conditioned_run_hides_the_same_values(tmp_path):
     assert len(b) == 4 and b == a[4:]
 
 
+def test_the_compiled_step_takes_the_hyperparameters_as_the_eager_one(tmp_path, monkeypatch):
+    monkeypatch.setenv("PFN_COMPILE_BACKEND", "aot_eager")  # dynamo + AOTAutograd, no codegen
+    torch._dynamo.reset()
+    cfg = RegressionConfig(**TOY, condition_on=["mu"])
+    runs = {}
+    for compiled in (False, True):
+        metrics = tmp_path / f"{compiled}.jsonl"
+        tc = quick(num_steps=6, log_every=1, compile=compiled, metrics_path=str(metrics))
+        model = train(MeanPrior(), cfg, tc)
+        losses = [json.loads(line)["loss"] for line in metrics.read_text().splitlines()]
+        runs[compiled] = (losses, model.state_dict())
+    assert runs[True][0] == runs[False][0]  # the same aten ops: bit for bit on CPU
+    assert runs[False][1]["W_cond"].abs().max() > 0  # the values reached the weights
+    for key, value in runs[False][1].items():
+        assert torch.equal(runs[True][1][key], value), key
+
+
 def test_models_without_condition_on_train_bit_for_bit_as_before(tmp_path):
     """The fixture's losses came from the code before conditioning existed (make_fixture.py,
     one thread)."""
