@@ -22,6 +22,14 @@ _ROWS = (
 )
 
 
+# a model trained with condition_on, scored with the true hyperparameters given
+_CONDITIONAL_ROWS = (
+    ("excess_nll", "excess NLL, hyperparameters given (PFN - exact GP given them)"),
+    ("nll", "NLL (PFN), hyperparameters given"),
+    ("exact_nll", "NLL (exact, hyperparameters given)"),
+)
+
+
 def _fmt(stat: Any) -> str | None:
     if isinstance(stat, dict):
         mean, se = stat.get("mean"), stat.get("stderr")
@@ -52,6 +60,12 @@ def results_table(results: dict[str, Any], title: str | None = "Evaluation") -> 
         text = _fmt(results.get(key))
         if text is not None:
             table.add_row(label, text)
+    cond = results.get("conditional")
+    if isinstance(cond, dict):  # a model with condition_on: the rows above withheld them
+        for key, label in _CONDITIONAL_ROWS:
+            text = _fmt(cond.get(key))
+            if text is not None:
+                table.add_row(label, text)
     cov = results.get("coverage")
     if isinstance(cov, dict):
         for level, stat in cov.items():
@@ -74,6 +88,9 @@ def results_table(results: dict[str, Any], title: str | None = "Evaluation") -> 
         f"{results.get('num_datasets', '?')} datasets x {results.get('seq_len', '?')} positions, "
         f"prior {results.get('prior', '?')}; nats"
     )
+    if isinstance(cond, dict):
+        names = ", ".join(cond.get("hyperparameters") or [])
+        table.caption += f"; the rows without 'given' withhold {names}"
     return table
 
 

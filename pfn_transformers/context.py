@@ -11,10 +11,15 @@ memory stays bounded by the chunk size::
     ctx = CachedContext(model, x_context, y_context)     # [B, N, D], [B, N]
     dist = ctx.predictive(x_query)                       # [B, M, D] -> batch shape [B, M]
     logits = ctx.logits(x_query_2)                       # any number of further batches
+
+A model trained with ``condition_on`` takes known hyperparameters once, with the context
+(``CachedContext(model, x, y, hyperparameters={"noise_var": 0.01})``): they live in the
+start token, which the cache holds.
 """
 
 from __future__ import annotations
 
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -62,7 +67,9 @@ class _ContextKVCache(KVCache):
 
 
 class CachedContext:
-    """Keys and values of a context ``(x_context [B, N, D], y_context [B, N])`` per layer.
+    """Keys and values of a context ``(x_context [B, N, D], y_context [B, N])`` per layer,
+    given the known ``hyperparameters`` of a model with ``condition_on`` (dict name -> float
+    or Tensor[B]; missing or NaN: unknown).
 
     Built once (one forward pass over the N context tokens); ``logits``/``predictive`` then
     cost one pass over the queries each, in chunks of ``chunk_size`` queries per row
@@ -76,6 +83,7 @@ class CachedContext:
         y_context: Tensor,
         *,
         chunk_size: int | None = None,
+        hyperparameters: Mapping[str, Any] | None = None,
     ) -> None:
         if not getattr(model, "supervised", False):
             raise ValueError(
@@ -92,6 +100,7 @@ class CachedContext:
                           self.num_context + 1)  # fmt: skip
         self.input_dim = model.config.input_dim
         self._cache = _ContextKVCache.for_model(len(model.blocks))
+        cond = model._condition(hyperparameters, self.batch_size)
         with torch.no_grad():
             ex = model._embed_x(x_context)
             tokens = model._pair_tokens(x_context, y_context, ex)
@@ -99,7 +108,9 @@ class CachedContext:
                 queries = model._query_tokens(x_context, ex)
                 b, n, d = tokens.shape
                 tokens = torch.stack([queries, tokens], dim=2).reshape(b, 2 * n, d)
-            model._run(torch.cat([model._start(self.batch_size), tokens], dim=1), cache=self._cache)
+            model._run(
+                torch.cat([model._start(self.batch_size, cond), tokens], dim=1), cache=self._cache
+            )
         self.num_tokens = self._cache.length
         self._cache.queries = True
         self.chunk_size = default_chunk(self.num_tokens) if chunk_size is None else chunk_size

@@ -153,7 +153,9 @@ class _PFNEstimator(BaseEstimator):
         raise NotImplementedError
 
     # ------------------------------------------------------------------ fit
-    def _fit_context(self, X: Any, y: Any, y_numeric: bool) -> None:
+    def _fit_context(
+        self, X: Any, y: Any, y_numeric: bool, hyperparameters: dict[str, float] | None = None
+    ) -> None:
         name = type(self).__name__
         resolved = resolve_model(self.model, self.device)
         model = resolved.model
@@ -188,7 +190,10 @@ class _PFNEstimator(BaseEstimator):
         x_ctx = _tensor(Xs, torch.float32, device)[None]
         y_ctx = _tensor(ys, None, device)[None]
         self.context_x_, self.context_y_ = x_ctx, y_ctx
-        self.context_ = CachedContext(model, x_ctx, y_ctx, chunk_size=self.chunk_size)
+        self.hyperparameters_ = None if hyperparameters is None else dict(hyperparameters)
+        self.context_ = CachedContext(
+            model, x_ctx, y_ctx, chunk_size=self.chunk_size, hyperparameters=self.hyperparameters_
+        )
 
     def _fit_x_scaling(self, X: np.ndarray) -> None:
         if self.standardize_x:
@@ -300,9 +305,15 @@ class PFNRegressor(RegressorMixin, _PFNEstimator):
                 + (" (use PFNClassifier)." if task.supervised and task.discrete else ".")
             )
 
-    def fit(self, X: Any, y: Any) -> PFNRegressor:
-        """Check (X, y) against the model and store it as the context (nothing is trained)."""
-        self._fit_context(X, y, y_numeric=True)
+    def fit(self, X: Any, y: Any, hyperparameters: dict[str, float] | None = None) -> PFNRegressor:
+        """Check (X, y) against the model and store it as the context (nothing is trained).
+
+        ``hyperparameters``: for a model trained with ``condition_on``, the values known for
+        this dataset (name -> float; leave a name out for unknown), in the units the model
+        sees (after ``standardize_x``/``standardize_y``). In a pipeline pass them as
+        ``pipe.fit(X, y, pfnregressor__hyperparameters={...})``.
+        """
+        self._fit_context(X, y, y_numeric=True, hyperparameters=hyperparameters)
         return self
 
     def _encode_y(self, y: np.ndarray) -> np.ndarray:

@@ -22,6 +22,7 @@ from torch.distributions import Distribution
 
 from .context import CachedContext
 from .distributions import AffinePredictive, BarDistribution, distribution_from_logits
+from .model.conditioning import logits_given
 
 
 @torch.no_grad()
@@ -34,6 +35,7 @@ def model_predictive(
     next_element: bool = False,
     chunk_size: int | None = None,
     validate_args: bool | None = None,
+    hyperparameters: Any = None,
 ) -> Distribution:
     """What ``PFNModel.predictive`` does (see there)."""
     if model.supervised:
@@ -48,9 +50,9 @@ def model_predictive(
                 "predictive(x, y) for every position given the ones before it)."
             )
         if x_query is None:
-            logits = model.predictive_logits(x_or_y, y)
+            logits = logits_given(model, x_or_y, y, hyperparameters)
         else:
-            return CachedContext(model, x_or_y, y).predictive(
+            return CachedContext(model, x_or_y, y, hyperparameters=hyperparameters).predictive(
                 x_query, chunk_size=chunk_size, validate_args=validate_args
             )
     else:
@@ -58,11 +60,12 @@ def model_predictive(
             raise ValueError(
                 "an unsupervised model takes predictive(y) with y [batch, seq]; there is no x."
             )
+        model._condition(hyperparameters, 0)  # refuses them: unsupervised models have none
         if next_element:
             y_home = model._check_inputs(None, model._home(x_or_y))
             logits = model._unsupervised_logits(y_home)[:, -1:]
         else:
-            logits = model.predictive_logits(x_or_y)
+            logits = logits_given(model, x_or_y, None, hyperparameters)
     return distribution_from_logits(model, logits, validate_args=validate_args)
 
 

@@ -48,6 +48,12 @@ WANDB = (
     "tests/unit/wandb/test_wandb_logger.py::test_offline_training_run_records_losses_configs_and_checkpoints",
 )
 
+COND_MODEL = "tests/unit/model/test_conditioning.py"
+COND_TRAIN = "tests/unit/training/test_conditioning.py"
+COND_LEARNS = (
+    f"{COND_TRAIN}::test_a_conditioned_model_uses_given_values_and_still_predicts_without_them",
+)
+
 MUTANTS: list[Mutant] = [
     # ------------------------------------------------------------------ exact resume
     Mutant(
@@ -81,11 +87,11 @@ MUTANTS: list[Mutant] = [
         "the compiled step never zeroes the gradients (only the eager path does)",
         "pfn_transformers/training/step.py",
         "        else:\n"
-        "            loss = self.loss(x, y, self.context_size(x, y))\n"
+        "            loss = self.loss(x, y, self.context_size(x, y), hyperparameters)\n"
         "        optimizer.zero_grad(set_to_none=True)\n",
         "        else:\n"
         "            optimizer.zero_grad(set_to_none=True)\n"
-        "            loss = self.loss(x, y, self.context_size(x, y))\n",
+        "            loss = self.loss(x, y, self.context_size(x, y), hyperparameters)\n",
         (f"{TRAINING}::test_compiled_step_follows_the_eager_trajectory",),
     ),
     # ------------------------------------------------------------------ KV cache
@@ -541,5 +547,52 @@ MUTANTS: list[Mutant] = [
         "        return _blocked_mask(self, str(device), torch.is_inference_mode_enabled())\n",
         "        return _blocked_mask(self, str(device), False)\n",
         (f"{LEAN}::test_cached_bar_constants_follow_new_borders_and_survive_inference_mode",),
+    ),
+    # ------------------------------------------------------------------ conditioning
+    Mutant(
+        "condition/values-ignored",
+        "known hyperparameter values never reach the model (only the known flags do)",
+        "pfn_transformers/model/conditioning.py",
+        "values.append(torch.where(ok, symlog(torch.nan_to_num(col)), torch.zeros_like(col)))",
+        "values.append(torch.zeros_like(col))",
+        COND_LEARNS,
+    ),
+    Mutant(
+        "condition/drop-mask-inverted",
+        "training hides each hyperparameter with probability 1 - condition_drop_prob",
+        "pfn_transformers/model/conditioning.py",
+        "hide = torch.rand(v.shape, device=v.device) < drop_prob",
+        "hide = torch.rand(v.shape, device=v.device) >= drop_prob",
+        (
+            f"{COND_TRAIN}::test_the_drop_mask_hides_each_value_with_the_configured_probability",
+            f"{COND_TRAIN}::test_training_hides_values_at_the_configured_rate",
+        ),
+        all_must_fail=True,
+    ),
+    Mutant(
+        "condition/training-without-values",
+        "the training loop draws the hyperparameters but never hands them to the step",
+        "pfn_transformers/training/loop.py",
+        "        window.losses.append(clock.step(*batch))\n",
+        "        window.losses.append(clock.step(*batch[:2]))\n",
+        COND_LEARNS,
+    ),
+    Mutant(
+        "condition/compiled-step-without-values",
+        "the compiled training step drops the hyperparameters the eager one uses",
+        "pfn_transformers/training/step.py",
+        "                state.device.type,\n                hyperparameters,\n",
+        "                state.device.type,\n                None,\n",
+        (f"{COND_TRAIN}::test_the_compiled_step_takes_the_hyperparameters_as_the_eager_one",),
+    ),
+    Mutant(
+        "condition/cached-context-unconditioned",
+        "CachedContext encodes the context without the known hyperparameters",
+        "pfn_transformers/context.py",
+        "model._start(self.batch_size, cond)",
+        "model._start(self.batch_size)",
+        (
+            f"{COND_MODEL}::test_cached_context_and_predictive_equal_predict_with_the_same_hyperparameters",
+        ),
     ),
 ]

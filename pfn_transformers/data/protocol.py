@@ -292,11 +292,43 @@ class BatchSource:
         self, batch_size: int, seq_len: int, device: Any = None
     ) -> tuple[Tensor | None, Tensor]:
         """A validated batch ``(x [B, S, D] float32 | None, y [B, S])``, on ``device`` if given."""
-        for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
-            if not _is_int(value) or value <= 0:
-                raise ValueError(f"{name}={value!r} is not valid; it must be a positive int.")
+        _check_sizes(batch_size, seq_len)
+        self.spec  # noqa: B018 - inferred (RNG untouched) before the draw, as always
+        return self._checked(self._raw(batch_size, seq_len, device), batch_size, seq_len, device)
+
+    @property
+    def has_draw(self) -> bool:
+        """Does the generator report each dataset's latent values (``draw``)?"""
+        return callable(getattr(self.generator, "draw", None))
+
+    def sample_with_params(
+        self, batch_size: int, seq_len: int, device: Any = None
+    ) -> tuple[Tensor | None, Tensor, dict[str, Tensor]]:
+        """``sample``'s batch from the generator's ``draw(batch_size, seq_len)``, with the
+        ``params`` it reports (name -> tensor with leading dim B, on ``device`` if given)."""
+        if not self.has_draw:
+            raise TypeError(
+                f"{self.name} has no draw(batch_size, seq_len) method reporting each dataset's "
+                "hyperparameters (PriorDraw(x, y, params))."
+            )
+        _check_sizes(batch_size, seq_len)
+        self.spec  # noqa: B018
+        draw = self.generator.draw
+        if device is not None and _accepts_device(draw):
+            out = draw(batch_size, seq_len, device=device)
+        else:
+            out = draw(batch_size, seq_len)
+        x, y = self._checked((out.x, out.y), batch_size, seq_len, device)
+        params = {k: torch.as_tensor(v) for k, v in dict(out.params).items()}
+        if device is not None:
+            params = {k: _move(v, device) for k, v in params.items()}
+        return x, y, params
+
+    def _checked(
+        self, raw: tuple[Tensor | None, Tensor], batch_size: int, seq_len: int, device: Any
+    ) -> tuple[Tensor | None, Tensor]:
         spec = self.spec
-        x, y = self._fix_shapes(*self._raw(batch_size, seq_len, device), batch_size, seq_len)
+        x, y = self._fix_shapes(*raw, batch_size, seq_len)
         if spec.supervised != (x is not None):
             raise PriorShapeError(
                 f"{self.name} produced {'(x, y)' if x is not None else 'y without x'} but its "
@@ -323,6 +355,12 @@ def _move(t: Tensor | None, device: Any) -> Tensor | None:
     if t.device.type == "cpu" and torch.device(device).type == "cuda":
         t = t.pin_memory()
     return t.to(device, non_blocking=True)
+
+
+def _check_sizes(batch_size: Any, seq_len: Any) -> None:
+    for name, value in (("batch_size", batch_size), ("seq_len", seq_len)):
+        if not _is_int(value) or value <= 0:
+            raise ValueError(f"{name}={value!r} is not valid; it must be a positive int.")
 
 
 def _is_int(value: Any) -> bool:

@@ -14,7 +14,10 @@ caller's RNG is left untouched) and reports, per context size n and overall:
 - ``length``: when ``seq_len`` exceeds the length the model was trained on, NLL and excess
   NLL within it and beyond it, apart (extrapolation is not averaged into one figure);
 - ``mse`` (of the predictive mean) and ``coverage`` of 50%/90% central intervals for
-  continuous heads; ``accuracy`` and ``kl`` for discrete heads.
+  continuous heads; ``accuracy`` and ``kl`` for discrete heads;
+- ``conditional``: for a model with ``condition_on``, the same datasets scored with their
+  true hyperparameters given, against the exact predictive given them (``conditional.py``);
+  the fields above are then the marginal evaluation (hyperparameters withheld).
 
 Every statistic is a dict ``{"mean", "stderr", "per_n", "per_n_stderr"}`` of plain floats;
 stderr is over datasets (positions within a dataset are correlated).
@@ -31,6 +34,7 @@ from torch import Tensor
 
 from pfn_transformers.data.base import has_exact_posterior
 from pfn_transformers.data.protocol import checked_source
+from pfn_transformers.evaluation.conditional import ConditionalScores
 from pfn_transformers.model.length import trained_length
 
 COVERAGE_LEVELS = (0.5, 0.9)
@@ -200,6 +204,7 @@ def evaluate(
     want_probs = exact and head == "discrete" and hasattr(prior, "exact_predictive_log_probs")
 
     cols: dict[str, list[Tensor]] = {}
+    conditional = ConditionalScores(model, prior, source)
 
     def put(key: str, value: Tensor) -> None:
         cols.setdefault(key, []).append(value.detach().to("cpu", torch.float64))
@@ -215,9 +220,10 @@ def evaluate(
             while done < num_datasets:
                 b = min(batch_size, num_datasets - done)
                 done += b
-                x, y = source.sample(b, seq_len)
+                x, y = conditional.sample(b, seq_len)
                 xd = None if x is None else x.to(dev)
                 logits = _predictive_logits(model, xd, y.to(dev))
+                conditional.score(x, y, dev)
                 yf = y.double()
                 outside = model.out_of_range(y.to(dev)) if head == "bar" else None
                 if outside is not None:
@@ -330,6 +336,7 @@ def evaluate(
         if "nll" in data and "prior_nll" in data
         else None
     )
+    out["conditional"] = conditional.summary(summarize)
     out["nll_minus_prior_predictive"] = gain
     out["beats_prior_predictive"] = (
         bool(gain["mean"] < -1e-6 and gain["mean"] + 2 * gain["stderr"] < 0)

@@ -16,6 +16,7 @@ import torch
 
 from ..task import TaskSpec
 from .bucketizer import check_tail_scale
+from .conditioning import check_condition_fields
 
 PREDICTION_TYPES = ("distribution", "point")
 BUCKET_TYPES = ("uniform", "riemann", None)
@@ -158,6 +159,11 @@ class RegressionConfig(BaseModelConfig):
     # 0.05 removed the outlier spikes of the excess NLL on linear regression (README)
     tail_scale: float = 0.05
     riemann_borders: Any = None
+    # hyperparameters (names as the prior's draw() reports them) given to the model as extra
+    # input when known; training hides each with condition_drop_prob, so one model learns
+    # the conditional and the marginal predictive (model/conditioning.py)
+    condition_on: list[str] = dataclasses.field(default_factory=list)
+    condition_drop_prob: float = 0.5
 
     @classmethod
     def task_for(cls, fields: Mapping[str, Any]) -> TaskSpec:
@@ -175,6 +181,13 @@ class RegressionConfig(BaseModelConfig):
         _check_choice(type(self).__name__, "x_encoder", self.x_encoder, X_ENCODERS)
         _check_choice(type(self).__name__, "pair_encoder", self.pair_encoder, PAIR_ENCODERS)
         _validate_continuous_head(self)
+        try:
+            self.condition_on = check_condition_fields(
+                type(self).__name__, self.condition_on, self.condition_drop_prob
+            )
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
+        self.condition_drop_prob = float(self.condition_drop_prob)
 
 
 @dataclass

@@ -26,6 +26,7 @@ from transformer_lens.hook_points import HookPoint
 from ..persistence.hub import PretrainedMixin
 from .bucketizer import Bucketizer
 from .components import MLP, LayerNorm, TransformerBlock
+from .conditioning import Hyperparameters, condition_features, logits_given
 from .configs import (
     ClassificationConfig,
     ConfigError,
@@ -116,6 +117,14 @@ class PFNModel(PretrainedMixin, HookedRootModule):
             nn.init.normal_(self.decoder_mlp.W_out, std=config.d_mlp**-0.5)
         self.W_U = nn.Parameter(torch.randn(d, d_out) * init)
         self.b_U = nn.Parameter(torch.zeros(d_out))
+        self.condition_on: list[str] = list(getattr(config, "condition_on", []))
+        if self.condition_on:  # created last: the other weights init as without conditioning
+            k = len(self.condition_on)  # [symlog values, known flags] -> GELU MLP -> d
+            self.W_cond = nn.Parameter(torch.zeros(2 * k, d))  # unseen inputs stay inert
+            self.b_cond = nn.Parameter(torch.zeros(d))
+            self.W_cond2 = nn.Parameter(torch.randn(d, d) * d**-0.5)
+            self.b_cond2 = nn.Parameter(torch.zeros(d))
+            self.hook_condition = HookPoint()  # the embedding added to the start token
         self.setup()
 
     # ------------------------------------------------------------------ properties
@@ -176,8 +185,28 @@ class PFNModel(PretrainedMixin, HookedRootModule):
         center, scale = self.bucketizer.standardization()
         return (y - center) * scale
 
-    def _start(self, batch: int) -> Tensor:
-        return self.start_token.expand(batch, 1, -1)
+    def _start(self, batch: int, cond: Tensor | None = None) -> Tensor:
+        """The start token [B, 1, d]; a conditioned model adds the embedding of ``cond``
+        (``_condition``'s features), so every token sees the known hyperparameters."""
+        if cond is None:
+            return self.start_token.expand(batch, 1, -1)
+        h = F.gelu(_matmul(cond.to(self.W_cond.dtype), self.W_cond) + self.b_cond)
+        emb = self.hook_condition(_matmul(h, self.W_cond2) + self.b_cond2)
+        return (self.start_token + emb).unsqueeze(1)
+
+    def _condition(self, hyperparameters: Hyperparameters | None, batch: int) -> Tensor | None:
+        """Features [B, 2k] of the known ``hyperparameters`` (None for a model without
+        ``condition_on``, which refuses them: silently ignoring known values would hide a
+        mistake)."""
+        if not self.condition_on:
+            if hyperparameters:
+                raise ValueError(
+                    f"hyperparameters={sorted(hyperparameters)} were given, but this model has "
+                    "no condition_on; train it with RegressionConfig(condition_on=[...]) to "
+                    "use known hyperparameters."
+                )
+            return None
+        return condition_features(self.condition_on, hyperparameters, batch, self.device)
 
     def _run(
         self,
@@ -265,6 +294,7 @@ class PFNModel(PretrainedMixin, HookedRootModule):
         return_type: str | None = "logits",
         loss_per_token: bool = False,
         n_context: int | None = None,
+        hyperparameters: Hyperparameters | None = None,
     ) -> Tensor | tuple[Tensor, Tensor] | None:
         """``model(x, y)`` (supervised) or ``model(y)`` (unsupervised).
 
@@ -278,6 +308,9 @@ class PFNModel(PretrainedMixin, HookedRootModule):
 
         ``n_context`` (supervised, with ``return_type="loss"``): the mean loss of the points
         after the first ``n_context``, each given those alone (``split_loss``).
+
+        ``hyperparameters`` (models with ``condition_on``): known values per dataset, a dict
+        name -> float or Tensor[B]; missing names and NaN entries are unknown.
         """
         if return_type not in ("logits", "loss", "both", None):
             raise ValueError(
@@ -290,12 +323,13 @@ class PFNModel(PretrainedMixin, HookedRootModule):
                     "n_context is for the mean split loss: call model(x, y, return_type='loss', "
                     "n_context=n)."
                 )
-            return self.split_loss(x_or_y, y, n_context)
+            return self.split_loss(x_or_y, y, n_context, hyperparameters=hyperparameters)
         if self.supervised:
             if y is None:
                 raise ValueError("supervised model called with one tensor; call model(x, y).")
             y = self._check_inputs(self._home(x_or_y), self._home(y))
-            logits = self._forward_supervised(self._home(x_or_y), y)
+            cond = self._condition(hyperparameters, y.shape[0])
+            logits = self._forward_supervised(self._home(x_or_y), y, cond)
             predictive = logits
         else:
             if y is not None:
@@ -303,6 +337,7 @@ class PFNModel(PretrainedMixin, HookedRootModule):
                     "unsupervised model called as model(x, y); call model(y) with y [batch, seq]."
                 )
             y = self._check_inputs(None, self._home(x_or_y))
+            self._condition(hyperparameters, y.shape[0])  # unsupervised: refuses them
             full = self._unsupervised_logits(y)
             logits, predictive = full[:, 1:], full[:, :-1]
         warn_past_trained(self, "this sequence", y.shape[1])
@@ -315,16 +350,16 @@ class PFNModel(PretrainedMixin, HookedRootModule):
             loss = loss.mean()
         return loss if return_type == "loss" else (logits, loss)
 
-    def _forward_supervised(self, x: Tensor, y: Tensor) -> Tensor:
+    def _forward_supervised(self, x: Tensor, y: Tensor, cond: Tensor | None = None) -> Tensor:
         b, s = y.shape
         ex = self._embed_x(x)
         queries, pairs = self._query_tokens(x, ex), self._pair_tokens(x, y, ex)
         if self.config.mask_type == "autoregressive-pfn":
-            tokens = torch.cat([self._start(b), pairs, queries], dim=1)
+            tokens = torch.cat([self._start(b, cond), pairs, queries], dim=1)
             resid = self._run(tokens, pfn_layout(s, s, queries_see_all=False))[:, 1 + s :]
         else:
             inter = torch.stack([queries, pairs], dim=2).reshape(b, 2 * s, -1)
-            tokens = torch.cat([self._start(b), inter], dim=1)
+            tokens = torch.cat([self._start(b, cond), inter], dim=1)
             resid = self._run(tokens, interleaved_layout(s, 0))[:, 1::2]
         return self._unembed(resid)
 
@@ -354,30 +389,52 @@ class PFNModel(PretrainedMixin, HookedRootModule):
         ``predictive_logits``)."""
         return self._unembed(self.ln_final(resid))
 
-    def predictive_logits(self, x_or_y: Tensor, y: Tensor | None = None) -> Tensor:
+    def predictive_logits(
+        self,
+        x_or_y: Tensor,
+        y: Tensor | None = None,
+        *,
+        hyperparameters: Hyperparameters | None = None,
+    ) -> Tensor:
         """Logits [B, S, out] whose position t is the predictive of y_t given what precedes it.
 
         Supervised this is ``model(x, y)``; unsupervised it is ``model(y)`` shifted by one,
         with the prior predictive of y_0 at position 0.
         """
         if self.supervised:
-            return self(x_or_y, y)
+            return self(x_or_y, y, hyperparameters=hyperparameters)
         if y is not None:
             raise ValueError("unsupervised model: call predictive_logits(y).")
-        return self._unsupervised_logits(self._check_inputs(None, self._home(x_or_y)))[:, :-1]
+        y = self._check_inputs(None, self._home(x_or_y))
+        self._condition(hyperparameters, y.shape[0])  # unsupervised: refuses them
+        return self._unsupervised_logits(y)[:, :-1]
 
-    def log_predictive(self, x_or_y: Tensor, y: Tensor | None = None) -> Tensor:
+    def log_predictive(
+        self,
+        x_or_y: Tensor,
+        y: Tensor | None = None,
+        *,
+        hyperparameters: Hyperparameters | None = None,
+    ) -> Tensor:
         """log p(y_t | everything before y_t) for every position t [B, S] (position 0 of
         unsupervised data is the prior predictive): the quantity scored against the exact
         posterior."""
         target = self._home(y if self.supervised else x_or_y)
-        return self.log_prob(self.predictive_logits(x_or_y, y), target)
+        return self.log_prob(logits_given(self, x_or_y, y, hyperparameters), target)
 
     @torch.no_grad()
-    def predict(self, x_context: Tensor, y_context: Tensor, x_query: Tensor) -> Tensor:
+    def predict(
+        self,
+        x_context: Tensor,
+        y_context: Tensor,
+        x_query: Tensor,
+        *,
+        hyperparameters: Hyperparameters | None = None,
+    ) -> Tensor:
         """Logits [B, M, out] for M query points, each seeing the whole context and itself.
 
         Queries never see each other, so one call scores any number of test points.
+        ``hyperparameters``: known values (models with ``condition_on``), see ``forward``.
         """
         if not self.supervised:
             raise ValueError("predict() is for supervised models; use model(y) or generate().")
@@ -388,11 +445,20 @@ class PFNModel(PretrainedMixin, HookedRootModule):
                 f"x_query has shape {tuple(x_query.shape)}; expected [batch={x_context.shape[0]}, "
                 f"num_queries, input_dim={self.config.input_dim}]."
             )
+        cond = self._condition(hyperparameters, y_context.shape[0])
+        return self._predict_checked(x_context, y_context, x_query, cond)
+
+    def _predict_checked(
+        self, x_context: Tensor, y_context: Tensor, x_query: Tensor, cond: Tensor | None
+    ) -> Tensor:
+        """``predict`` on checked inputs and condition features."""
         n = y_context.shape[1]
         warn_past_trained(self, f"a context of {n} points and a query", n + 1)
-        return self._query_logits(x_context, y_context, x_query)
+        return self._query_logits(x_context, y_context, x_query, cond)
 
-    def _query_logits(self, x_context: Tensor, y_context: Tensor, x_query: Tensor) -> Tensor:
+    def _query_logits(
+        self, x_context: Tensor, y_context: Tensor, x_query: Tensor, cond: Tensor | None = None
+    ) -> Tensor:
         """``predict``'s logits (differentiable; inputs already checked): training with
         ``context_split="random"`` scores its query points through this."""
         b, n = y_context.shape
@@ -401,16 +467,23 @@ class PFNModel(PretrainedMixin, HookedRootModule):
         pairs = self._pair_tokens(x_context, y_context, ex)
         queries = self._query_tokens(x_query)
         if self.config.mask_type == "autoregressive-pfn":
-            tokens = torch.cat([self._start(b), pairs, queries], dim=1)
+            tokens = torch.cat([self._start(b, cond), pairs, queries], dim=1)
             resid = self._run(tokens, pfn_layout(n, m, queries_see_all=True))[:, 1 + n :]
         else:
             ctx_queries = self._query_tokens(x_context, ex)
             inter = torch.stack([ctx_queries, pairs], dim=2).reshape(b, 2 * n, -1)
-            tokens = torch.cat([self._start(b), inter, queries], dim=1)
+            tokens = torch.cat([self._start(b, cond), inter, queries], dim=1)
             resid = self._run(tokens, interleaved_layout(n, m))[:, 1 + 2 * n :]
         return self._unembed(resid)
 
-    def split_loss(self, x: Tensor, y: Tensor, n_context: int) -> Tensor:
+    def split_loss(
+        self,
+        x: Tensor,
+        y: Tensor,
+        n_context: int,
+        *,
+        hyperparameters: Hyperparameters | None = None,
+    ) -> Tensor:
         """Mean training loss of the points after the first ``n_context``, each given those
         (``TrainingConfig.context_split="random"``: one pass over S+1 tokens)."""
         if not self.supervised or y is None:
@@ -424,7 +497,8 @@ class PFNModel(PretrainedMixin, HookedRootModule):
             raise ValueError(
                 f"n_context={n_context!r} is not valid; use 0 <= n_context < seq_len={y.shape[1]}."
             )
-        logits = self._query_logits(x[:, :n_context], y[:, :n_context], x[:, n_context:])
+        cond = self._condition(hyperparameters, y.shape[0])
+        logits = self._query_logits(x[:, :n_context], y[:, :n_context], x[:, n_context:], cond)
         return self.loss(logits, y[:, n_context:].contiguous()).mean()
 
     def predictive(
@@ -607,12 +681,14 @@ class PFNModel(PretrainedMixin, HookedRootModule):
         autoregressive: bool = True,
         *,
         use_past_kv_cache: bool = True,
+        hyperparameters: Hyperparameters | None = None,
     ) -> Tensor:
         """Samples [num_samples, B, M] of y at the query points given the context.
 
         ``autoregressive=True`` draws the queries jointly (each draw joins the context of the
         next, like a function drawn from the posterior); ``False`` draws each marginally.
         With ``use_past_kv_cache`` the context is encoded once and each draw adds one token.
+        ``hyperparameters``: known values (models with ``condition_on``), see ``forward``.
         """
         if not self.supervised:
             raise ValueError(
@@ -623,28 +699,33 @@ class PFNModel(PretrainedMixin, HookedRootModule):
         b, m = x_query.shape[0], x_query.shape[1]
         rep = lambda t: t.repeat(num_samples, *([1] * (t.ndim - 1)))  # noqa: E731
         xc, yc, xq = rep(x_context), rep(y_context), rep(x_query)
+        cond = self._condition(hyperparameters, b)
+        cond = None if cond is None else rep(cond)
         if not autoregressive:
-            draws = self.sample_from_logits(self.predict(xc, yc, xq), temperature)
-            return draws.view(num_samples, b, m)
+            logits = self._predict_checked(xc, yc, xq, cond)
+            return self.sample_from_logits(logits, temperature).view(num_samples, b, m)
         if use_past_kv_cache:
-            return self._joint_draws_cached(xc, yc, xq, temperature).view(num_samples, b, m)
+            draws = self._joint_draws_cached(xc, yc, xq, temperature, cond)
+            return draws.view(num_samples, b, m)
         out = []
         for j in range(m):
             q = xq[:, j : j + 1]
-            draw = self.sample_from_logits(self.predict(xc, yc, q), temperature)  # [n*b, 1]
+            draw = self.sample_from_logits(self._predict_checked(xc, yc, q, cond), temperature)
             out.append(draw[:, 0])
             xc = torch.cat([xc, q], dim=1)
             yc = torch.cat([yc, draw.to(yc.dtype)], dim=1)
         return torch.stack(out, dim=1).view(num_samples, b, m)
 
-    def _joint_draws_cached(self, xc: Tensor, yc: Tensor, xq: Tensor, temperature: float) -> Tensor:
+    def _joint_draws_cached(
+        self, xc: Tensor, yc: Tensor, xq: Tensor, temperature: float, cond: Tensor | None = None
+    ) -> Tensor:
         """Joint draws [rows, M]: the same token layout as ``predict`` with the drawn points
         joining the context, built one token at a time on a KV cache."""
         with self._decode_threads(xc.shape[0]):
-            return self._joint_draws_on_cache(xc, yc, xq, temperature)
+            return self._joint_draws_on_cache(xc, yc, xq, temperature, cond)
 
     def _joint_draws_on_cache(
-        self, xc: Tensor, yc: Tensor, xq: Tensor, temperature: float
+        self, xc: Tensor, yc: Tensor, xq: Tensor, temperature: float, cond: Tensor | None = None
     ) -> Tensor:
         rows = xc.shape[0]
         cache = KVCache.for_model(len(self.blocks))
@@ -654,7 +735,7 @@ class PFNModel(PretrainedMixin, HookedRootModule):
         if interleaved:  # [start, q_0, p_0, q_1, p_1, ...]: queries stay in the sequence
             queries = self._query_tokens(xc, ex)
             pairs = torch.stack([queries, pairs], dim=2).reshape(rows, -1, pairs.shape[-1])
-        self._run(torch.cat([self._start(rows), pairs], dim=1), cache=cache)
+        self._run(torch.cat([self._start(rows, cond), pairs], dim=1), cache=cache)
         draws = []
         for j in range(xq.shape[1]):
             x_j = xq[:, j : j + 1]

@@ -27,6 +27,7 @@ from pfn_transformers.priors._common import (
     ContinuousTargetMixin,
     DiscretePredictiveMixin,
     GaussianPredictiveMixin,
+    PriorDraw,
     betainc,
     student_t_cdf,
 )
@@ -65,6 +66,7 @@ __all__ = [
     "MixturePrior",
     "NormalInverseGammaPrior",
     "PolynomialPrior",
+    "PriorDraw",
     "StepSinePrior",
     "betainc",
     "load_dataset_generator",

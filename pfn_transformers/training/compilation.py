@@ -66,13 +66,16 @@ def training_loss(
     n_context: int | None,
     bf16: bool,
     device_type: str,
+    hyperparameters: dict[str, Tensor] | None = None,
 ) -> Tensor:
     """The mean training loss of one batch under the run's autocast; with ``n_context``,
-    that of the points after the first n_context (``context_split``)."""
+    that of the points after the first n_context (``context_split``); ``hyperparameters``
+    for models with ``condition_on`` (hidden values NaN)."""
     with torch.autocast(device_type=device_type, dtype=torch.bfloat16, enabled=bf16):
+        extra = {} if hyperparameters is None else {"hyperparameters": hyperparameters}
         if n_context is not None:
-            return net(x, y, return_type="loss", n_context=n_context)
-        return net(*((y,) if x is None else (x, y)), return_type="loss")
+            return net(x, y, return_type="loss", n_context=n_context, **extra)
+        return net(*((y,) if x is None else (x, y)), return_type="loss", **extra)
 
 
 def compiled_training_loss(mode: str, *, dynamic: bool) -> Callable[..., Tensor]:

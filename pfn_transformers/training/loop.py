@@ -39,6 +39,7 @@ from .compilation import (
     expected_compile_s,
     record_compile_s,
 )
+from .conditioning import ConditionedBatches, training_batches
 from .config import TrainingConfig
 from .distributed import DistributedContext, seed_draws
 from .outcome import ShortTrainingWarning, TrainingOutcome
@@ -205,17 +206,21 @@ class _CompileClock:
             torch.cuda.synchronize(self.state.device)
         return time.perf_counter()
 
-    def step(self, x: Tensor | None, y: Tensor) -> Tensor:
+    def step(
+        self, x: Tensor | None, y: Tensor, hyperparameters: dict[str, Tensor] | None = None
+    ) -> Tensor:
         """One step; a step that compiles (or captures CUDA graphs) is timed apart."""
         step_fn = self.step_fn
+        # hyperparameters only for a model with condition_on: the plain call stays as it was
+        batch = (x, y) if hyperparameters is None else (x, y, hyperparameters)
         if step_fn.deferred:
             self._probe()
         if not step_fn.compiles_next():
-            return step_fn(x, y)
+            return step_fn(*batch)
         if not self.compiled:
             self.callbacks.on_compile(self.state, started=True)
         t0 = self._sync()
-        loss = step_fn(x, y)
+        loss = step_fn(*batch)
         self.seconds += self._sync() - t0
         if not step_fn.compiles_next():  # warm: report once and remember for "auto"
             self.compiled = True
@@ -251,7 +256,7 @@ class _CompileClock:
 
 def _run_steps(
     state: TrainState,
-    source: BatchSource,
+    source: BatchSource | ConditionedBatches,
     callbacks: CallbackList,
     eval_source: BatchSource | None,
     stop: StopSignals,
@@ -262,7 +267,8 @@ def _run_steps(
     count (``state.compile_s``). One process stops at the first step boundary after a
     signal or the time limit. Under DDP every rank must stop at the same step (or the next
     all-reduce hangs), so the ranks agree at log steps, in the synchronisation those
-    already make.
+    already make. A ``ConditionedBatches`` source adds each batch's (partly hidden)
+    hyperparameters, for models with ``condition_on``.
     """
     tc = state.training_config
     step_fn = TrainStep(state)
@@ -276,9 +282,9 @@ def _run_steps(
         t0 = time.perf_counter()
         if not single:  # draws from (seed, rank, step): independent ranks, exact resume
             seed_draws(tc.seed, state.dist.rank, state.step)
-        x, y = source.sample(tc.batch_size, tc.seq_len, device=state.device)
+        batch = source.sample(tc.batch_size, tc.seq_len, device=state.device)
         window.data_s += time.perf_counter() - t0
-        window.losses.append(clock.step(x, y))
+        window.losses.append(clock.step(*batch))
         state.step += 1
         guard.check(state)
         stopping = stop.requested is not None
@@ -373,7 +379,9 @@ def train(
             f"model_config must be a RegressionConfig, ClassificationConfig or "
             f"UnsupervisedConfig, got {type(model_config).__name__}."
         )
-    source = check_generator(data_generator, model_config, model_name)
+    source = training_batches(
+        check_generator(data_generator, model_config, model_name), model_config
+    )
     eval_source = None
     if tc.eval_every:
         eval_source = check_generator(eval_data_generator or data_generator, model_config)

@@ -231,10 +231,17 @@ class TrainStep:
         uses_compiled = self.compiled_loss is not None and not _has_hooks(self.state.model)
         return uses_compiled and self.compiled_calls < self.warmup_calls
 
-    def loss(self, x: Tensor | None, y: Tensor, n_context: int | None = None) -> Tensor:
+    def loss(
+        self,
+        x: Tensor | None,
+        y: Tensor,
+        n_context: int | None = None,
+        hyperparameters: dict[str, Tensor] | None = None,
+    ) -> Tensor:
         """The mean training loss of one batch (under the run's autocast); with
         ``n_context``, that of the points after the first n_context (``context_split``)."""
-        return training_loss(self.state.net, x, y, n_context, self.bf16, self.state.device.type)
+        dev = self.state.device.type
+        return training_loss(self.state.net, x, y, n_context, self.bf16, dev, hyperparameters)
 
     def context_size(self, x: Tensor | None, y: Tensor) -> int | None:
         """This step's context size under ``context_split="random"`` (else None): drawn from
@@ -243,18 +250,27 @@ class TrainStep:
             return None
         return random.randrange(y.shape[1])
 
-    def __call__(self, x: Tensor | None, y: Tensor) -> Tensor:
+    def __call__(
+        self, x: Tensor | None, y: Tensor, hyperparameters: dict[str, Tensor] | None = None
+    ) -> Tensor:
+        """One step on a batch; ``hyperparameters`` for a model with ``condition_on``."""
         state, tc = self.state, self.tc
         model, optimizer = state.model, state.optimizer
         if self.compiled_loss is not None and not _has_hooks(model):
             if self.mode == "reduce-overhead":
                 torch.compiler.cudagraph_mark_step_begin()
             loss = self.compiled_loss(
-                state.net, x, y, self.context_size(x, y), self.bf16, state.device.type
+                state.net,
+                x,
+                y,
+                self.context_size(x, y),
+                self.bf16,
+                state.device.type,
+                hyperparameters,
             )
             self.compiled_calls += 1
         else:
-            loss = self.loss(x, y, self.context_size(x, y))
+            loss = self.loss(x, y, self.context_size(x, y), hyperparameters)
         optimizer.zero_grad(set_to_none=True)
         loss.backward()
         grads = [p.grad for p in self.params if p.grad is not None]

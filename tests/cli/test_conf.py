@@ -261,3 +261,17 @@ def test_pairs_cover_every_combination():
     assert len(COMPATIBLE) + len(INCOMPATIBLE) == len(MODELS) * len(PRIORS)
     assert not set(COMPATIBLE) & set(INCOMPATIBLE)
     assert list(itertools.chain(COMPATIBLE, INCOMPATIBLE))
+
+
+def test_condition_on_override_reaches_the_model_config(tmp_path, csv_file):
+    """`pfn train prior=gp_hyper model.condition_on=[lengthscale,outputscale,noise_var]`."""
+    names = ["lengthscale", "outputscale", "noise_var"]
+    cfg = compose_train(
+        "regression", "gp_hyper", csv_file, *SMALL, f"model.condition_on=[{','.join(names)}]"
+    )
+    exp = build_experiment(cfg, tmp_path, model_choice="regression", prior_choice="gp_hyper")
+    assert exp.model_config.condition_on == names
+    assert exp.model_config.condition_drop_prob == 0.5
+    cfg = compose_train("regression", "gp_hyper", csv_file, *SMALL, "model.condition_drop_prob=2")
+    with pytest.raises(CliError, match=r"condition_drop_prob=2"):
+        build_experiment(cfg, tmp_path, model_choice="regression", prior_choice="gp_hyper")
