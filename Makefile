@@ -13,7 +13,7 @@ PEER_VENV ?= .venv-peer
 PFNS_SPEC ?= pfns==0.4.2
 
 .DEFAULT_GOAL := help
-.PHONY: help install docs test test-slow test-all test-cuda test-mutants lint format bench bench-quality bench-user bench-peer bench-ablation bench-openmp bench-step-worth bench-finetune bench-scaling bench-context-split bench-gpu bench-ops train clean
+.PHONY: help install docs test test-slow test-all test-cuda test-mutants lint format bench bench-quality bench-user bench-peer bench-ablation bench-openmp bench-step-worth bench-finetune bench-scaling bench-context-split bench-gpu bench-ops bench-paper train clean
 
 help: ## List the targets
 	@grep -hE '^[a-zA-Z_-]+:.*?## ' $(MAKEFILE_LIST) | awk 'BEGIN {FS = ":.*?## "}; {printf "  \033[36m%-14s\033[0m %s\n", $$1, $$2}'
@@ -81,6 +81,10 @@ bench-context-split: $(BIN)/pfn ## context_split "all" (ours) vs "random" (autom
 
 bench-gpu: $(BIN)/pfn ## GPU (about 5 min of one H100/H200): step table eager/compiled with cold and warm compile, end-to-end pfn train, training=gpu after 60/180 s, peer, cost vs S (DEVICE=cpu QUICK=1: the code paths on CPU)
 	$(PY) benchmarks/bench_gpu.py --device $(or $(DEVICE),cuda) $(if $(QUICK),--quick)
+
+VARIANTS ?= 1,5
+bench-paper: $(BIN)/pfn ## The PFN paper's Figure 4b on CPU: GP with hyperpriors, PFN vs MLE-II vs true hyperparameters vs exact, n = 1..30 (VARIANTS=cond: the conditioned model) -> benchmarks/results/paper.json, paper.png
+	$(PY) benchmarks/bench_paper.py --variants $(VARIANTS)
 
 bench-ops: $(BIN)/pfn ## Operators per Example-1 step at batch 4 (the CPU proxy for a launch-bound GPU step): default, adamw and nn.TransformerEncoder, top ops, CPU s/step, and the lean-step commits' ablation
 	$(PY) benchmarks/bench_ops.py --ablation
