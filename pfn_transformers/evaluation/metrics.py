@@ -14,7 +14,11 @@ caller's RNG is left untouched) and reports, per context size n and overall:
 - ``length``: when ``seq_len`` exceeds the length the model was trained on, NLL and excess
   NLL within it and beyond it, apart (extrapolation is not averaged into one figure);
 - ``mse`` (of the predictive mean) and ``coverage`` of 50%/90% central intervals for
-  continuous heads; ``accuracy`` and ``kl`` for discrete heads.
+  continuous heads; ``accuracy`` and ``kl`` for discrete heads;
+- ``baselines``: for priors with baselines (``gp_baselines.baselines_for``: ``GPHyperPrior``'s
+  MLE-II and true-hyperparameter GPs), ``{name: {"nll", "excess_nll"}}`` on the same datasets
+  (excess over the exact predictive), and ``baselines_time_s``; None for other priors or
+  with ``baselines=False``.
 
 Every statistic is a dict ``{"mean", "stderr", "per_n", "per_n_stderr"}`` of plain floats;
 stderr is over datasets (positions within a dataset are correlated).
@@ -31,6 +35,7 @@ from torch import Tensor
 
 from pfn_transformers.data.base import has_exact_posterior
 from pfn_transformers.data.protocol import checked_source
+from pfn_transformers.evaluation.gp_baselines import baselines_for
 from pfn_transformers.model.length import trained_length
 
 COVERAGE_LEVELS = (0.5, 0.9)
@@ -132,12 +137,15 @@ def evaluate(
     batch_size: int = 256,
     seed: int = 0,
     device: Any = None,
+    baselines: bool = True,
 ) -> dict[str, Any]:
     """Score ``model`` on ``num_datasets`` held-out datasets of length ``seq_len`` from ``prior``.
 
     Returns a JSON-serialisable dict (see the module doc). Deterministic for a given seed and
     leaves the caller's global RNG state as it was. The model runs in eval mode under
     ``torch.inference_mode`` and is put back into its previous mode afterwards.
+    ``baselines=False`` skips the prior's baselines (MLE-II costs about as much as the
+    exact predictive); the datasets are the same either way.
     """
     if seq_len is None or isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
         raise ValueError(f"evaluate(seq_len={seq_len!r}) is not valid; pass a positive int.")
@@ -157,6 +165,8 @@ def evaluate(
     want_floor = bucketizer is not None and exact and hasattr(prior, "exact_predictive_cdf")
     want_exact_mean = exact and hasattr(prior, "exact_predictive_mean")
     want_probs = exact and head == "discrete" and hasattr(prior, "exact_predictive_log_probs")
+    baseline_fn = baselines_for(prior) if baselines and exact else None
+    baseline_time = 0.0
 
     cols: dict[str, list[Tensor]] = {}
 
@@ -174,7 +184,11 @@ def evaluate(
             while done < num_datasets:
                 b = min(batch_size, num_datasets - done)
                 done += b
-                x, y = source.sample(b, seq_len)
+                if baseline_fn is None:
+                    x, y = source.sample(b, seq_len)
+                else:  # the same draw as source.sample's, with the hyperparameters it used
+                    drawn = prior.draw(b, seq_len)
+                    x, y = drawn.x.float(), drawn.y.float()
                 xd = None if x is None else x.to(dev)
                 logits = _predictive_logits(model, xd, y.to(dev))
                 yf = y.double()
@@ -193,6 +207,11 @@ def evaluate(
                     put("exact_nll", -ex_logp.gather(-1, y.long().unsqueeze(-1)).squeeze(-1))
                 elif exact:
                     put("exact_nll", -prior.exact_log_predictive(x, y))
+                if baseline_fn is not None:
+                    tb = time.perf_counter()
+                    for name, logp in baseline_fn(prior, x, y, drawn.params).items():
+                        put(f"baseline/{name}", -logp)
+                    baseline_time += time.perf_counter() - tb
                 if exact:
                     put("prior_nll", _prior_nll_exact(prior, x, y))
                 elif head != "point":
@@ -274,6 +293,8 @@ def evaluate(
     else:
         out["kl"] = out["excess_nll"]
     out["length"] = _by_trained_length(model, data, seq_len)
+    out["baselines"] = _baselines(data) if baseline_fn is not None else None
+    out["baselines_time_s"] = round(baseline_time, 3) if baseline_fn is not None else None
     out["coverage"] = None
     if bucketizer is not None:
         out["coverage"] = {
@@ -309,6 +330,18 @@ def _by_trained_length(model: Any, data: dict[str, Tensor], seq_len: int) -> dic
             block["excess_nll"] = summarize((data["nll"] - data["exact_nll"])[:, cols])
         out[part] = block
     return out
+
+
+def _baselines(data: dict[str, Tensor]) -> dict[str, dict[str, Any]]:
+    """``{name: {"nll", "excess_nll"}}`` of each baseline, paired with the exact NLL."""
+    return {
+        key.split("/", 1)[1]: {
+            "nll": summarize(values),
+            "excess_nll": summarize(values - data["exact_nll"]),
+        }
+        for key, values in data.items()
+        if key.startswith("baseline/")
+    }
 
 
 def _prior_nll_exact(prior: Any, x: Tensor | None, y: Tensor) -> Tensor:
