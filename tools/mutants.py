@@ -552,7 +552,7 @@ MUTANTS: list[Mutant] = [
         "        xn, yn = xd[:, : n + 1].repeat(k, 1, 1), yd[:, : n + 1].repeat(k, 1)\n",
         (
             f"{GP_BASELINES}::test_mle_ii_loses_to_the_exact_predictive_at_small_n_and_the_oracle_wins",
-            f"{GP_BASELINES}::test_mle_ii_reaches_sklearns_optimum_and_predicts_with_it[1]",
+            f"{GP_BASELINES}::test_mle_ii_reaches_sklearns_optimum_and_predicts_with_it[1d]",
         ),
         all_must_fail=True,
     ),

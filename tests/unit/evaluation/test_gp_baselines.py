@@ -39,7 +39,7 @@ def _direct_log_predictive(prior, x, y, n, theta):
     return torch.distributions.Normal(mean, var.sqrt()).log_prob(yd[n]).item()
 
 
-@pytest.mark.parametrize("input_dim", [1, 3])
+@pytest.mark.parametrize("input_dim", [1, 3], ids=["1d", "3d"])
 def test_mle_ii_reaches_sklearns_optimum_and_predicts_with_it(input_dim):
     from sklearn.gaussian_process import GaussianProcessRegressor
     from sklearn.gaussian_process.kernels import ConstantKernel, Matern, WhiteKernel
