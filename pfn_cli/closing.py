@@ -64,6 +64,7 @@ def final_evaluation(
         seq_len=int(seq_len),
         batch_size=int(ev.get("batch_size", 128)),
         seed=int(ev.get("seed", 0)),
+        baselines=bool(ev.get("baselines", True)),
     )
     results = {
         **results,

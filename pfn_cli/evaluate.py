@@ -19,7 +19,7 @@ from omegaconf import DictConfig
 from pfn_cli._app import hydra_app
 from pfn_cli.errors import CliError, describe_exception
 from pfn_cli.loading import LoadedRun, load_run, resolve_prior
-from pfn_cli.reporting import results_table
+from pfn_cli.reporting import baselines_table, results_table
 from pfn_cli.runs import EVAL_FILE, write_json_atomic
 
 log = logging.getLogger("pfn.eval")
@@ -58,6 +58,7 @@ def run_eval(cfg: DictConfig) -> dict[str, Any]:
             seq_len=seq_len,
             batch_size=int(cfg.batch_size),
             seed=int(cfg.seed),
+            baselines=bool(cfg.get("baselines", True)),
         )
     except ValueError as exc:
         raise CliError(f"evaluation failed: {describe_exception(exc)}") from None
@@ -94,6 +95,9 @@ def run_eval(cfg: DictConfig) -> dict[str, Any]:
     console = Console(soft_wrap=True)
     console.print(f"[bold]{loaded.run_dir}[/] @ step {loaded.step}")
     console.print(results_table(results, title=None))
+    table = baselines_table(results)
+    if table is not None:
+        console.print(table)
     if pit_line:
         console.print(pit_line)
     console.print(

@@ -94,6 +94,47 @@ def results_table(results: dict[str, Any], title: str | None = "Evaluation") -> 
     return table
 
 
+BASELINE_LABELS = {"mle_ii": "MLE-II", "true_hyperparameters": "true hyperparameters"}
+
+
+def _positions(seq_len: int) -> list[int]:
+    """A few context sizes to show: 0, 1, 2, 5, 10, 20, 50, ... below ``seq_len``, and the last."""
+    picks = [n for n in (0, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000) if n < seq_len]
+    return sorted(set(picks) | {seq_len - 1})
+
+
+def baselines_table(results: dict[str, Any]) -> Any:
+    """A Rich table of NLL per context size n and the mean: the PFN, the exact predictive and
+    each baseline of ``results["baselines"]`` (None when there are none)."""
+    from rich.table import Table
+
+    base = results.get("baselines")
+    if not base:
+        return None
+    cols = [("PFN", results.get("nll")), ("exact", results.get("exact_nll"))]
+    cols += [(BASELINE_LABELS.get(k, k), v.get("nll")) for k, v in base.items()]
+    table = Table(title="NLL per context size n (nats)", title_justify="left")
+    table.add_column("n", justify="right")
+    for label, _ in cols:
+        table.add_column(label, justify="right")
+
+    def cell(stat: Any, n: int | None) -> str:
+        if not isinstance(stat, dict):
+            return "-"
+        value = stat.get("mean") if n is None else (stat.get("per_n") or [None] * (n + 1))[n]
+        return "-" if value is None else f"{value:.3f}"
+
+    for n in _positions(len((results.get("exact_nll") or {}).get("per_n") or [])):
+        table.add_row(str(n), *(cell(stat, n) for _, stat in cols))
+    table.add_row("mean", *(cell(stat, None) for _, stat in cols))
+    spent = results.get("baselines_time_s")
+    table.caption = "MLE-II: hyperparameters fitted to D_<n (marginal likelihood); true " + (
+        "hyperparameters: the oracle GP that drew each dataset"
+        + (f"; baselines took {spent:.1f}s" if isinstance(spent, int | float) else "")
+    )
+    return table
+
+
 def print_train_summary(
     run_dir: Path, status: dict, results: dict | None, train_time: float
 ) -> None:

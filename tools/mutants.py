@@ -47,6 +47,7 @@ OPTUNA = (
 WANDB = (
     "tests/unit/wandb/test_wandb_logger.py::test_offline_training_run_records_losses_configs_and_checkpoints",
 )
+GP_BASELINES = "tests/unit/evaluation/test_gp_baselines.py"
 
 COND_MODEL = "tests/unit/model/test_conditioning.py"
 COND_TRAIN = "tests/unit/training/test_conditioning.py"
@@ -593,6 +594,32 @@ MUTANTS: list[Mutant] = [
         "model._start(self.batch_size)",
         (
             f"{COND_MODEL}::test_cached_context_and_predictive_equal_predict_with_the_same_hyperparameters",
+        ),
+    ),
+    # ------------------------------------------------------------------ GP baselines
+    Mutant(
+        "gp-baselines/mle-ii-sees-the-point-it-predicts",
+        "MLE-II fits its hyperparameters to D_<=n, the target y_n included",
+        "pfn_transformers/evaluation/gp_baselines.py",
+        "        xn, yn = xd[:, :n].repeat(k, 1, 1), yd[:, :n].repeat(k, 1)\n",
+        "        xn, yn = xd[:, : n + 1].repeat(k, 1, 1), yd[:, : n + 1].repeat(k, 1)\n",
+        (
+            f"{GP_BASELINES}::test_mle_ii_loses_to_the_exact_predictive_at_small_n_and_the_oracle_wins",
+            f"{GP_BASELINES}::test_mle_ii_reaches_sklearns_optimum_and_predicts_with_it[1d]",
+        ),
+        all_must_fail=True,
+    ),
+    Mutant(
+        "gp-baselines/oracle-with-prior-mean-hyperparameters",
+        "the true-hyperparameter oracle predicts with the hyperprior means, not the drawn ones",
+        "pfn_transformers/evaluation/gp_baselines.py",
+        '        "true_hyperparameters": prior.exact_log_predictive_given(x, y, params),\n',
+        '        "true_hyperparameters": prior.exact_log_predictive_given(\n'
+        "            x, y, dict(zip(_KEYS, _prior_mean_theta(prior, x.device).exp()"
+        ".expand(x.shape[0], 3).unbind(-1)))\n"
+        "        ),\n",
+        (
+            f"{GP_BASELINES}::test_mle_ii_loses_to_the_exact_predictive_at_small_n_and_the_oracle_wins",
         ),
     ),
 ]

@@ -46,6 +46,12 @@ class ConditionalScores:
             self.active = False
         return x, y
 
+    def use(self, params: dict[str, Tensor]) -> None:
+        """Take the hyperparameters of a batch ``evaluate`` drew itself (for the baselines)."""
+        self.params = params
+        if any(n not in params for n in self.names):
+            self.active = False
+
     def score(self, x: Tensor | None, y: Tensor, device: torch.device) -> None:
         """Score the batch ``sample`` returned, with its true hyperparameters given."""
         if not self.active:

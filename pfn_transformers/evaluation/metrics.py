@@ -18,6 +18,10 @@ caller's RNG is left untouched) and reports, per context size n and overall:
 - ``conditional``: for a model with ``condition_on``, the same datasets scored with their
   true hyperparameters given, against the exact predictive given them (``conditional.py``);
   the fields above are then the marginal evaluation (hyperparameters withheld).
+- ``baselines``: for priors with baselines (``gp_baselines.baselines_for``: ``GPHyperPrior``'s
+  MLE-II and true-hyperparameter GPs), ``{name: {"nll", "excess_nll"}}`` on the same datasets
+  (excess over the exact predictive), and ``baselines_time_s``; None for other priors or
+  with ``baselines=False``.
 
 Every statistic is a dict ``{"mean", "stderr", "per_n", "per_n_stderr"}`` of plain floats;
 stderr is over datasets (positions within a dataset are correlated).
@@ -35,6 +39,7 @@ from torch import Tensor
 from pfn_transformers.data.base import has_exact_posterior
 from pfn_transformers.data.protocol import checked_source
 from pfn_transformers.evaluation.conditional import ConditionalScores
+from pfn_transformers.evaluation.gp_baselines import baselines_for
 from pfn_transformers.model.length import trained_length
 
 COVERAGE_LEVELS = (0.5, 0.9)
@@ -175,12 +180,15 @@ def evaluate(
     batch_size: int = 256,
     seed: int = 0,
     device: Any = None,
+    baselines: bool = True,
 ) -> dict[str, Any]:
     """Score ``model`` on ``num_datasets`` held-out datasets of length ``seq_len`` from ``prior``.
 
     Returns a JSON-serialisable dict (see the module doc). Deterministic for a given seed and
     leaves the caller's global RNG state as it was. The model runs in eval mode under
     ``torch.inference_mode`` and is put back into its previous mode afterwards.
+    ``baselines=False`` skips the prior's baselines (MLE-II costs about as much as the
+    exact predictive); the datasets are the same either way.
     """
     if seq_len is None or isinstance(seq_len, bool) or not isinstance(seq_len, int) or seq_len < 1:
         raise ValueError(f"evaluate(seq_len={seq_len!r}) is not valid; pass a positive int.")
@@ -202,6 +210,8 @@ def evaluate(
     joint_floor = want_floor and hasattr(prior, "exact_log_predictive_and_cdf")
     want_exact_mean = exact and hasattr(prior, "exact_predictive_mean")
     want_probs = exact and head == "discrete" and hasattr(prior, "exact_predictive_log_probs")
+    baseline_fn = baselines_for(prior) if baselines and exact else None
+    baseline_time = 0.0
 
     cols: dict[str, list[Tensor]] = {}
     conditional = ConditionalScores(model, prior, source)
@@ -220,7 +230,11 @@ def evaluate(
             while done < num_datasets:
                 b = min(batch_size, num_datasets - done)
                 done += b
-                x, y = conditional.sample(b, seq_len)
+                if baseline_fn is None:
+                    x, y = conditional.sample(b, seq_len)
+                else:  # the same draw as source.sample's, with the hyperparameters it used
+                    x, y, params = source.sample_with_params(b, seq_len)
+                    conditional.use(params)
                 xd = None if x is None else x.to(dev)
                 logits = _predictive_logits(model, xd, y.to(dev))
                 conditional.score(x, y, dev)
@@ -245,6 +259,11 @@ def evaluate(
                     flog = floor_logits_from_cdf(bucketizer, idx, cdf)
                 elif exact:
                     put("exact_nll", -prior.exact_log_predictive(x, y))
+                if baseline_fn is not None:
+                    tb = time.perf_counter()
+                    for name, logp in baseline_fn(prior, x, y, params).items():
+                        put(f"baseline/{name}", -logp)
+                    baseline_time += time.perf_counter() - tb
                 if exact:
                     put("prior_nll", _prior_nll_exact(prior, x, y))
                 elif head != "point":
@@ -325,6 +344,8 @@ def evaluate(
     else:
         out["kl"] = out["excess_nll"]
     out["length"] = _by_trained_length(model, data, seq_len)
+    out["baselines"] = _baselines(data) if baseline_fn is not None else None
+    out["baselines_time_s"] = round(baseline_time, 3) if baseline_fn is not None else None
     out["coverage"] = None
     if bucketizer is not None:
         out["coverage"] = {
@@ -361,6 +382,18 @@ def _by_trained_length(model: Any, data: dict[str, Tensor], seq_len: int) -> dic
             block["excess_nll"] = summarize((data["nll"] - data["exact_nll"])[:, cols])
         out[part] = block
     return out
+
+
+def _baselines(data: dict[str, Tensor]) -> dict[str, dict[str, Any]]:
+    """``{name: {"nll", "excess_nll"}}`` of each baseline, paired with the exact NLL."""
+    return {
+        key.split("/", 1)[1]: {
+            "nll": summarize(values),
+            "excess_nll": summarize(values - data["exact_nll"]),
+        }
+        for key, values in data.items()
+        if key.startswith("baseline/")
+    }
 
 
 def _prior_nll_exact(prior: Any, x: Tensor | None, y: Tensor) -> Tensor:

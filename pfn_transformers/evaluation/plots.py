@@ -38,6 +38,22 @@ def _series(stat: dict | None) -> tuple[list[int], list[float], list[float]] | N
     return list(range(len(mean))), mean, se
 
 
+def _plot_baselines(ax: Any, baselines: dict[str, Any] | None) -> None:
+    """Draw each baseline's NLL per n, keeping the axis range of the curves already drawn
+    (MLE-II's NLL at small n can be orders of magnitude above the rest: it runs off the top)."""
+    if not baselines:
+        return
+    lo, hi = ax.get_ylim()
+    top = hi
+    for name, label in (("mle_ii", "MLE-II GP"), ("true_hyperparameters", "true-hyper GP")):
+        s = _series((baselines.get(name) or {}).get("nll"))
+        if s:
+            ax.plot(s[0], s[1], "-.", label=label, lw=1.2)
+            finite = [v for v in s[1] if v == v] or [hi]
+            top = max(top, min(max(finite), hi + 0.5 * (hi - lo)))
+    ax.set_ylim(min(lo, ax.get_ylim()[0]), top)
+
+
 def plot_evaluation(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
     """Write the figures for one ``evaluate`` result into ``out_dir``; return their paths.
 
@@ -64,6 +80,7 @@ def plot_evaluation(results: dict[str, Any], out_dir: str | Path) -> list[Path]:
         s = _series(results.get(key))
         if s:
             ax.plot(s[0], s[1], style, label=label, markersize=3)
+    _plot_baselines(ax, results.get("baselines"))
     ax.set_xlabel("context size n")
     ax.set_ylabel("NLL (nats)")
     ax.set_title(title)

@@ -171,6 +171,24 @@ def test_prior_check_pit_passes_for_the_quadrature_reference():
     assert rep["exact"]["log_predictive_mismatch"] < 1e-3
 
 
+class _WrongNoiseReference(GPHyperPrior):
+    """Draws with the default noise prior (mean 22) but integrates against one ten times
+    smaller (mean 2.2): a deliberately wrong reference."""
+
+    def __init__(self) -> None:
+        super().__init__(noise_prior=(1.1, 0.5), quadrature_nodes=(12, 16, 12))
+        self._truth = GPHyperPrior()
+
+    def draw(self, batch_size, seq_len, device=None):
+        return self._truth.draw(batch_size, seq_len, device)
+
+
+def test_prior_check_pit_fails_for_a_wrong_reference():
+    rep = prior_check(_WrongNoiseReference(), speed=False, num_datasets=96, seq_len=12)
+    assert rep["exact"]["calibrated"] is False, rep["exact"]
+    assert any("exact posterior formula fails its PIT check" in w for w in rep["warnings"])
+
+
 @pytest.mark.parametrize(
     ("kwargs", "match"),
     [
