@@ -158,41 +158,6 @@ TASKS: dict[str, dict[str, Any]] = {
         },
         "max_time_s": 300,
     },
-    "mixture": {
-        "title": "mixture: linear + GP (equal weights)",
-        # the "linear" and "gp" tasks' priors, each dataset from one of them (MixturePrior);
-        # the exact reference is their posterior-weighted mixture
-        "prior": (
-            P.MixturePrior,
-            {
-                "components": [
-                    P.LinearRegressionPrior(
-                        input_dim=1, weight_std=1.0, bias=True, bias_std=1.0, noise_std=0.1
-                    ),
-                    P.GPPrior(input_dim=1, lengthscale=0.2, outputscale=1.0, noise_var=0.01),
-                ],
-                "names": ["linear", "gp"],
-            },
-        ),
-        "seq_len": 20,
-        "target": 0.03,
-        "model": {
-            "kind": "regression",
-            "input_dim": 1,
-            "d_model": 64,
-            "n_layers": 2,
-            "n_heads": 8,
-            "borders": {"type": "uniform", "y_min": -6.0, "y_max": 6.0, "num_buckets": 300},
-        },
-        "train": {
-            "batch_size": 64,
-            "num_steps": 12000,
-            "learning_rate": 1e-3,
-            "warmup_steps": 500,
-            "precision": "bf16",
-        },
-        "max_time_s": 300,
-    },
     "nig": {
         "title": "NIG(0,1,2,1)",
         "prior": (
@@ -220,6 +185,26 @@ TASKS: dict[str, dict[str, Any]] = {
         "train": {"batch_size": 128, "num_steps": 3000, "learning_rate": 1e-3, "warmup_steps": 200},
         "max_time_s": 300,
     },
+}
+
+# each dataset from the "linear" or the "gp" task's prior (equal weights), the gp task's model
+# and training, the linear task's y range (it covers both); exact reference: the posterior-weighted mixture
+TASKS["mixture"] = {
+    **TASKS["gp"],
+    "title": "mixture: linear + GP (equal weights)",
+    "model": {  # the linear task's wider y range
+        **TASKS["gp"]["model"],
+        "borders": TASKS["linear"]["model"]["borders"],
+    },
+    "prior": (
+        P.MixturePrior,
+        {
+            "components": [
+                cls(**kw) for cls, kw in (TASKS["linear"]["prior"], TASKS["gp"]["prior"])
+            ],
+            "names": ["linear", "gp"],
+        },
+    ),
 }
 
 TRAIN_DEFAULTS = {
