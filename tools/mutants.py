@@ -433,11 +433,22 @@ MUTANTS: list[Mutant] = [
         "mixture/prior-weights-only",
         "the mixture's predictive weights components by prior weight, not by their evidence",
         "pfn_transformers/priors/mixture.py",
-        "        a = log_pi[:, None, None] + prefix\n",
-        "        a = log_pi[:, None, None] + 0 * prefix\n",
+        "        a = log_pi[:, None, None] + lp.cumsum(-1) - lp  # + log p_c(D_<n), by the chain rule\n",
+        "        a = log_pi[:, None, None] + 0 * (lp.cumsum(-1) - lp)\n",
         (
             "tests/unit/priors/test_mixture_prior.py::test_exact_predictive_matches_brute_force_marginal_likelihoods",
             "tests/unit/priors/test_mixture_prior.py::test_discrete_mixture_is_a_normalised_brute_force_predictive",
+        ),
+    ),
+    Mutant(
+        "mixture/inputs-ignored",
+        "the mixture's weights leave out the inputs' evidence (x ~ U[-1, 1] vs U[0, 1])",
+        "pfn_transformers/priors/mixture.py",
+        "        if x_log_p is not None:\n",
+        "        if x_log_p is not None and False:\n",
+        (
+            "tests/unit/priors/test_mixture_prior.py::test_exact_predictive_matches_brute_force_marginal_likelihoods",
+            "tests/unit/priors/test_mixture_prior.py::test_the_inputs_are_evidence_when_the_components_draw_them_differently",
         ),
     ),
     # ------------------------------------------------------------------ long-context attention

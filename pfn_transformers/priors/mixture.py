@@ -10,11 +10,19 @@ has an exact posterior predictive, so does the mixture (an ``ExactMixturePrior``
 
 with p_c(D_<n) = prod_{i<n} p_c(y_i | x_i, D_<i), the component's marginal likelihood of the
 context by the chain rule (so its sequential exact predictive is all a component needs).
+
+When the components draw x from different distributions, the inputs are evidence too: the
+weights also carry prod_{i<=n} p_c(x_i) (x_n is seen before y_n is predicted). A linear prior
+on U[-1, 1] mixed with a GP on U[0, 1] is certain to be the linear one once an x < 0 is
+seen, and a PFN learns that. Components give p_c(x) by an ``x_log_density(x) -> [B, S]``
+method, or by ``x_low``/``x_high`` attributes (x ~ U[x_low, x_high]^d, as every built-in
+prior draws it); when any component gives neither, the inputs are left out, with a warning.
 """
 
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
@@ -260,6 +268,22 @@ class MixturePrior(DataGenerator):
         return out.x, out.y
 
 
+def _x_log_density(prior: Any, x: Tensor) -> Tensor | None:
+    """A component's log p(x_i) ``[B, S]`` (float64, CPU), or None when it does not say how it
+    draws its inputs (no ``x_log_density`` method and no ``x_low``/``x_high``)."""
+    if hasattr(prior, "x_log_density"):
+        return prior.x_log_density(x).double().cpu()
+    low, high = getattr(prior, "x_low", None), getattr(prior, "x_high", None)
+    if low is None or high is None:
+        return None
+    low, high = float(low), float(high)
+    xd = x.double().cpu()
+    tol = 1e-6 * max(1.0, abs(low), abs(high))  # float32 draws may round onto the edge
+    inside = ((xd >= low - tol) & (xd <= high + tol)).all(-1)
+    log_p = -x.shape[-1] * math.log(high - low)
+    return torch.where(inside, log_p, -math.inf).double()
+
+
 def _log_predictive64(prior: Any, x: Tensor | None, y: Tensor) -> Tensor:
     """A component's exact log p(y_n | x_n, D_<n) ``[B, S]`` in float64 (from its moments or
     class probabilities when it has them, else its float32 ``exact_log_predictive``)."""
@@ -287,20 +311,47 @@ class ExactMixturePrior(ExactPosteriorMixin, MixturePrior):
         return torch.stack([_log_predictive64(p, x, y).cpu() for p in self.components])
 
     def posterior_log_weights(self, x: Tensor | None, y: Tensor) -> Tensor:
-        """``[C, B, S]``: log p(component c | D_<n) = log pi_c + log p_c(D_<n) - normaliser."""
+        """``[C, B, S]``: log p(component c | D_<n, x_n) = log pi_c + log p_c(D_<n)
+        + log p_c(x_<=n) - normaliser (the last term only where the components' inputs
+        differ in distribution; see the module doc)."""
         lp = self.component_log_predictives(x, y)
-        return self._log_post(lp)
+        return self._log_post(lp, x)
 
-    def _log_post(self, lp: Tensor) -> Tensor:
+    def inputs_log_density(self, x: Tensor | None) -> Tensor | None:
+        """``[C, B, S]``: each component's log p_c(x_i), or None when the inputs carry no
+        evidence (no x, identical input distributions, or one component that does not say)."""
+        if x is None or len(self.components) < 2:
+            return None
+        parts = [_x_log_density(p, x) for p in self.components]
+        if any(part is None for part in parts):
+            if not getattr(self, "_warned_x", False):
+                unknown = [n for n, part in zip(self.component_names, parts) if part is None]
+                warnings.warn(
+                    f"MixturePrior: the components {unknown} do not say how they draw x (no "
+                    "x_log_density(x) and no x_low/x_high); the exact predictive weighs the "
+                    "components by y alone, which is exact only if every component draws x "
+                    "from the same distribution.",
+                    stacklevel=3,
+                )
+                self._warned_x = True
+            return None
+        stacked = torch.stack(parts)
+        if (stacked == stacked[:1]).all():
+            return None  # the same input distribution: the inputs say nothing about c
+        return stacked
+
+    def _log_post(self, lp: Tensor, x: Tensor | None) -> Tensor:
         log_pi = torch.tensor(self.weights, dtype=torch.float64).clamp_min(1e-300).log()
-        prefix = lp.cumsum(-1) - lp  # log p_c(D_<n), by the chain rule
-        a = log_pi[:, None, None] + prefix
+        a = log_pi[:, None, None] + lp.cumsum(-1) - lp  # + log p_c(D_<n), by the chain rule
+        x_log_p = self.inputs_log_density(x)
+        if x_log_p is not None:
+            a = a + x_log_p.cumsum(-1)  # + log p_c(x_<=n): x_n is seen before y_n
         return a - torch.logsumexp(a, 0, keepdim=True)
 
     def exact_log_predictive(self, x: Tensor | None, y: Tensor) -> Tensor:
         """``[B, S]``: log p(y_n | x_n, D_<n) under the mixture's exact predictive."""
         lp = self.component_log_predictives(x, y)
-        out = torch.logsumexp(self._log_post(lp) + lp, 0)
+        out = torch.logsumexp(self._log_post(lp, x) + lp, 0)
         return out.float().to(y.device)
 
     def _need(self, method: str) -> None:
@@ -343,7 +394,7 @@ class ExactMixturePrior(ExactPosteriorMixin, MixturePrior):
             parts = [p.exact_predictive_log_probs(x, y).double().cpu() for p in self.components]
             lp = torch.stack(parts)  # [C, B, S, K]
             picked = lp.gather(-1, y.long().cpu()[None, ..., None].expand(lp.shape[0], -1, -1, 1))
-            post = self._log_post(picked.squeeze(-1))
+            post = self._log_post(picked.squeeze(-1), x)
             return torch.logsumexp(post[..., None] + lp, 0)
 
         return log_probs

@@ -58,8 +58,10 @@ def _mvn_logpdf(cov: torch.Tensor, y: torch.Tensor) -> float:
 
 
 def test_exact_predictive_matches_brute_force_marginal_likelihoods():
-    """p(y_n | D_<n) = p(D_<=n) / p(D_<n), each the mixture of the components' joint Gaussian
-    densities (the linear prior's covariance Phi S0 Phi^T + s^2 I, the GP's kernel)."""
+    """p(y_n | x_<=n, y_<n) = p(x_<=n, y_<=n) / p(x_<=n, y_<n), each the mixture of the
+    components' joint densities: the Gaussian of y (the linear prior's covariance
+    Phi S0 Phi^T + s^2 I, the GP's kernel) times the inputs' uniform densities (the linear
+    prior's x ~ U[-1, 1], the GP's U[0, 1]: an x < 0 rules the GP out)."""
     lin = LinearRegressionPrior(noise_std=0.3)
     gp = GPPrior(lengthscale=0.1, noise_var=0.01)
     prior = MixturePrior([lin, gp], weights=[0.3, 0.7])
@@ -73,21 +75,56 @@ def test_exact_predictive_matches_brute_force_marginal_likelihoods():
         cov_lin = cov_lin + 0.3**2 * torch.eye(7, dtype=torch.float64)
         cov_gp = gp.covariance(xd[None])[0]
 
-        def log_joint(n: int, cov_lin=cov_lin, cov_gp=cov_gp, yd=yd) -> float:  # log p(D_<n)
-            if n == 0:
-                return 0.0
-            parts = [
-                math.log(0.3) + _mvn_logpdf(cov_lin[:n, :n], yd[:n]),
-                math.log(0.7) + _mvn_logpdf(cov_gp[:n, :n], yd[:n]),
-            ]
+        def log_joint(nx: int, n: int, cov_lin=cov_lin, cov_gp=cov_gp, xd=xd, yd=yd) -> float:
+            """log p(x_<nx, y_<n)"""
+            parts = []
+            for pi, cov, lo, hi in ((0.3, cov_lin, -1.0, 1.0), (0.7, cov_gp, 0.0, 1.0)):
+                inside = bool(((xd[:nx] >= lo) & (xd[:nx] <= hi)).all())
+                log_px = -nx * math.log(hi - lo) if inside else -math.inf
+                log_py = _mvn_logpdf(cov[:n, :n], yd[:n]) if n else 0.0
+                parts.append(math.log(pi) + log_px + log_py)
             return float(torch.logsumexp(torch.tensor(parts), 0))
 
         for n in range(7):
-            want = log_joint(n + 1) - log_joint(n)
+            want = log_joint(n + 1, n + 1) - log_joint(n + 1, n)
             assert got[b, n].item() == pytest.approx(want, abs=2e-4), (b, n)
     cdf = prior.exact_predictive_cdf(x, y, torch.linspace(-8, 8, 3))
     assert cdf.shape == (4, 7, 3) and bool((cdf.diff(dim=-1) >= 0).all())
     assert prior.exact_predictive_mean(x, y).shape == (4, 7)
+
+
+def test_the_inputs_are_evidence_when_the_components_draw_them_differently():
+    """Linear on U[-1, 1] + GP on U[0, 1]: once an x < 0 is seen (the current one included),
+    the GP's weight is exactly zero; with the same input range the inputs say nothing."""
+    lin, gp = LinearRegressionPrior(noise_std=0.3), GPPrior(lengthscale=0.1, noise_var=0.01)
+    prior = MixturePrior([lin, gp], weights=[0.5, 0.5])
+    x = torch.tensor([[[0.5], [0.2], [-0.4], [0.7]]])
+    y = torch.tensor([[0.1, 0.3, -0.2, 0.5]])
+    w = prior.posterior_log_weights(x, y).exp()  # [C, B, S]
+    assert w[1, 0, :2].gt(0.01).all()  # both possible before the negative x
+    assert w[1, 0, 2:].eq(0).all() and w[0, 0, 2:].eq(1).all()  # x_2 < 0: linear for sure
+    # the same mixture on the GP's inputs: weights from y alone, as the y-only formula gives
+    same = MixturePrior([LinearRegressionPrior(noise_std=0.3, x_low=0.0), gp], [0.5, 0.5])
+    assert same.inputs_log_density(x.abs()) is None
+
+
+def test_a_component_that_does_not_say_how_it_draws_x_gets_a_warning():
+    class OwnGP:  # a user's prior: a GP's draws and formulas, no word on its inputs
+        def __init__(self) -> None:
+            self._gp = GPPrior(lengthscale=0.2)
+
+        def __getattr__(self, name):
+            if name in ("x_low", "x_high"):
+                raise AttributeError(name)
+            return getattr(self._gp, name)
+
+        def exact_log_predictive(self, x, y):
+            return self._gp.exact_log_predictive(x, y)
+
+    prior = MixturePrior([LinearRegressionPrior(), OwnGP()], names=["lin", "own"])
+    x, y = prior.generate_batch(2, 5)
+    with pytest.warns(UserWarning, match=r"\['own'\] do not say how they draw x"):
+        prior.exact_log_predictive(x, y)
 
 
 def test_discrete_mixture_is_a_normalised_brute_force_predictive():
