@@ -135,12 +135,46 @@ def _num_query(ctx: DictConfig, n: int, trained: int) -> int:
     return m
 
 
+def _given_hyperparameters(cfg: DictConfig, mcfg: Any) -> dict[str, float]:
+    """``hyperparameters`` (name -> value) checked against the model's ``condition_on``."""
+    given = {str(k): v for k, v in (cfg.get("hyperparameters") or {}).items()}
+    names = list(getattr(mcfg, "condition_on", None) or [])
+    from_prior = bool(cfg.get("hyperparameters_from_prior", False))
+    if (given or from_prior) and not names:
+        raise CliError(
+            "hyperparameters / hyperparameters_from_prior: this model was trained without "
+            "condition_on, so it takes no hyperparameters; leave them out."
+        )
+    if from_prior and str(cfg.context.source) != "prior":
+        raise CliError(
+            f"hyperparameters_from_prior=true needs context.source=prior (the prior's draw "
+            f"reports them), not {cfg.context.source!r}."
+        )
+    unknown = sorted(set(given) - set(names))
+    if unknown:
+        raise CliError(
+            f"hyperparameters {unknown} are not valid; this model conditions on {names}."
+        )
+    out = {}
+    for name, value in given.items():
+        try:
+            out[name] = float(value)
+        except (TypeError, ValueError):
+            raise CliError(
+                f"hyperparameters.{name}={value!r} is not valid; give a number."
+            ) from None
+    return out
+
+
 def _sample_supervised(cfg, model, prior, input_dim, num_samples, temperature, device, trained):
     import torch
 
     from pfn_transformers import sample_batch
+    from pfn_transformers.data.protocol import batch_source
 
     ctx = cfg.context
+    mcfg = model.config
+    hypers = _given_hyperparameters(cfg, mcfg)
     if str(ctx.source) == "file":
         x_ctx, y_ctx, x_query = file_context(ctx, input_dim)
         y_true = None
@@ -151,7 +185,15 @@ def _sample_supervised(cfg, model, prior, input_dim, num_samples, temperature, d
     else:
         n = int(ctx.n)
         m = _num_query(ctx, n, trained)
-        x, y = sample_batch(prior, 1, n + m)
+        if cfg.get("hyperparameters_from_prior", False):
+            try:
+                x, y, drawn = batch_source(prior).sample_with_params(1, n + m)
+            except TypeError as exc:  # a prior whose draws do not report hyperparameters
+                raise CliError(f"hyperparameters_from_prior=true: {exc}") from None
+            hypers = {**{k: float(v.reshape(-1)[0]) for k, v in drawn.items()}, **hypers}
+            hypers = {k: v for k, v in hypers.items() if k in getattr(mcfg, "condition_on", [])}
+        else:
+            x, y = sample_batch(prior, 1, n + m)
         x_ctx, y_ctx = x[0, :n], y[0, :n]
         x_query, y_true = x[0, n:], y[0, n:]
         if input_dim == 1:
@@ -166,9 +208,11 @@ def _sample_supervised(cfg, model, prior, input_dim, num_samples, temperature, d
         x_query.unsqueeze(0).to(device),
         num_samples=num_samples,
         temperature=temperature,
+        **({"hyperparameters": hypers} if hypers else {}),
     )[:, 0].cpu()
     return {
         "kind": "posterior_predictive",
+        "hyperparameters": hypers,
         "x_context": x_ctx,
         "y_context": y_ctx,
         "x_query": x_query,

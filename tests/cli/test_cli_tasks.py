@@ -60,3 +60,77 @@ def test_the_closing_evaluation_scores_the_model_train_returned(tmp_path, monkey
     evaluation = json.loads((run_dir / "eval.json").read_text())
     assert evaluation["step"] == summary["step"] == 30
     assert evaluation["checkpoint"] == str(run_dir / "checkpoints" / "step-30.pt")
+
+
+@pytest.fixture(scope="module")
+def conditioned_run(tmp_path_factory):
+    """A tiny gp_hyper run conditioned on all three hyperparameters (condition_on)."""
+    run_dir = tmp_path_factory.mktemp("cond") / "outputs" / "cond"
+    names = "[lengthscale,outputscale,noise_var]"
+    with initialize_config_dir(config_dir=str(CONF), version_base="1.3", job_name="cond"):
+        cfg = compose(
+            "train",
+            overrides=[
+                "model=regression",
+                "prior=gp_hyper",
+                "prior.quadrature_nodes=[8,8,8]",
+                f"model.condition_on={names}",
+                *TINY,
+                "training.num_steps=8",
+                "eval.num_datasets=8",
+                "eval.batch_size=8",
+            ],  # fmt: skip
+        )
+        run_train(cfg, run_dir=run_dir, choices={"model": "regression", "prior": "gp_hyper"})
+    return run_dir
+
+
+def _sample(run_dir, out, *extra):
+    import torch
+
+    cfg = compose("sample", overrides=[f"run={run_dir}", "num_samples=64", "plot=false",
+                                       f"out={out}", "context.n=6", *extra])  # fmt: skip
+    run_sample(cfg)
+    return torch.load(out / "samples.pt", weights_only=False)
+
+
+def test_pfn_sample_passes_known_hyperparameters_to_a_conditioned_model(
+    conditioned_run, tmp_path, monkeypatch
+):
+    """`pfn sample +hyperparameters.lengthscale=...` hands the values to the model's sampler
+    (a tiny run has barely learnt to use them, so the call is what is checked);
+    `hyperparameters_from_prior=true` gives the drawn ones."""
+    import torch
+
+    from pfn_transformers.model.pfn import PFNModel
+
+    calls = []
+    original = PFNModel.sample_posterior_predictive
+
+    def recording(self, *args, **kwargs):
+        calls.append(kwargs.get("hyperparameters"))
+        return original(self, *args, **kwargs)
+
+    monkeypatch.setattr(PFNModel, "sample_posterior_predictive", recording)
+    marginal = _sample(conditioned_run, tmp_path / "m")
+    given = _sample(conditioned_run, tmp_path / "g", "+hyperparameters.lengthscale=0.05",
+                    "+hyperparameters.noise_var=2.0")  # fmt: skip
+    assert calls == [None, {"lengthscale": 0.05, "noise_var": 2.0}]
+    assert marginal["hyperparameters"] == {}
+    assert given["hyperparameters"] == {"lengthscale": 0.05, "noise_var": 2.0}
+    assert torch.equal(marginal["y_context"], given["y_context"])  # same seed, same context
+
+    drawn = _sample(conditioned_run, tmp_path / "d", "hyperparameters_from_prior=true")
+    assert set(drawn["hyperparameters"]) == {"lengthscale", "outputscale", "noise_var"}
+    assert all(v > 0 for v in drawn["hyperparameters"].values())
+    assert torch.equal(drawn["y_context"], marginal["y_context"])  # the same draw, with params
+
+
+def test_pfn_sample_refuses_hyperparameters_a_model_does_not_take(conditioned_run, tmp_path):
+    with pytest.raises(CliError, match=r"\['alpha'\] are not valid.*conditions on"):
+        _sample(conditioned_run, tmp_path / "a", "+hyperparameters.alpha=1.0")
+    with pytest.raises(CliError, match="hyperparameters.lengthscale='short' is not valid"):
+        _sample(conditioned_run, tmp_path / "b", "+hyperparameters.lengthscale=short")
+    with pytest.raises(CliError, match="needs context.source=prior"):
+        _sample(conditioned_run, tmp_path / "c", "hyperparameters_from_prior=true",
+                "context.source=file", "context.path=x.csv")  # fmt: skip
