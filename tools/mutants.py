@@ -433,8 +433,8 @@ MUTANTS: list[Mutant] = [
         "mixture/prior-weights-only",
         "the mixture's predictive weights components by prior weight, not by their evidence",
         "pfn_transformers/priors/mixture.py",
-        "        a = log_pi[:, None, None] + lp.cumsum(-1) - lp  # + log p_c(D_<n), by the chain rule\n",
-        "        a = log_pi[:, None, None] + 0 * (lp.cumsum(-1) - lp)\n",
+        "        a = log_pi[:, None, None] + exclusive_cumsum(lp, -1)  # + log p_c(D_<n), chain rule\n",
+        "        a = log_pi[:, None, None] + 0 * exclusive_cumsum(lp, -1)\n",
         (
             "tests/unit/priors/test_mixture_prior.py::test_exact_predictive_matches_brute_force_marginal_likelihoods",
             "tests/unit/priors/test_mixture_prior.py::test_discrete_mixture_is_a_normalised_brute_force_predictive",

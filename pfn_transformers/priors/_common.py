@@ -80,6 +80,22 @@ def uniform(
     return torch.rand(shape, device=device) * (high - low) + low
 
 
+class UniformInputsMixin:
+    """For priors that draw x ~ U[x_low, x_high]^input_dim: the inputs' log density, which
+    a mixture of priors needs to weigh its components by their inputs (``MixturePrior``)."""
+
+    x_low: float
+    x_high: float
+
+    def x_log_density(self, x: Tensor) -> Tensor:
+        """``[B, S]`` float64 on the CPU: log p(x_i), -inf outside the box."""
+        low, high = float(self.x_low), float(self.x_high)
+        xd = x.double().cpu()
+        tol = 1e-6 * max(1.0, abs(low), abs(high))  # float32 draws may round onto the edge
+        inside = ((xd >= low - tol) & (xd <= high + tol)).all(-1)
+        return torch.where(inside, -x.shape[-1] * math.log(high - low), -math.inf).double()
+
+
 def exclusive_cumsum(t: Tensor, dim: int) -> Tensor:
     """Cumulative sum over ``dim`` that excludes the current element (entry 0 is zero)."""
     return t.cumsum(dim) - t

@@ -8,6 +8,7 @@ from torch import Tensor
 from pfn_transformers.data.base import DataGenerator, ExactPosteriorMixin
 from pfn_transformers.priors._common import (
     DiscretePredictiveMixin,
+    UniformInputsMixin,
     check_int,
     check_positive,
     exclusive_cumsum,
@@ -16,7 +17,9 @@ from pfn_transformers.priors._common import (
 from pfn_transformers.priors.regression import _check_x_range
 
 
-class LogisticClassificationPrior(DiscretePredictiveMixin, ExactPosteriorMixin, DataGenerator):
+class LogisticClassificationPrior(
+    UniformInputsMixin, DiscretePredictiveMixin, ExactPosteriorMixin, DataGenerator
+):
     """Softmax-linear labels: p(y = c | x) = softmax(W^T x + b)_c.
 
     W ~ N(0, weight_std^2) entrywise ``[input_dim, num_classes]``, b ~ N(0, bias_std^2),

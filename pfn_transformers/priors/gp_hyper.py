@@ -20,6 +20,7 @@ from pfn_transformers.data.base import DataGenerator, ExactPosteriorMixin
 from pfn_transformers.priors._common import (
     ContinuousTargetMixin,
     PriorDraw,
+    UniformInputsMixin,
     as_float_list,
     check_int,
     check_positive,
@@ -64,7 +65,7 @@ def _quantiles(values: Tensor, weights: Tensor, qs: Sequence[float]) -> list[flo
     return v[idx].tolist()
 
 
-class GPHyperPrior(ContinuousTargetMixin, ExactPosteriorMixin, DataGenerator):
+class GPHyperPrior(UniformInputsMixin, ContinuousTargetMixin, ExactPosteriorMixin, DataGenerator):
     """GP regression with Gamma hyperpriors (a hierarchical GP), exact predictive by quadrature.
 
     Per dataset: lengthscale l ~ Gamma(a_l, b_l), outputscale s ~ Gamma(a_s, b_s), noise

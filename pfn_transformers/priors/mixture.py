@@ -15,8 +15,8 @@ When the components draw x from different distributions, the inputs are evidence
 weights also carry prod_{i<=n} p_c(x_i) (x_n is seen before y_n is predicted). A linear prior
 on U[-1, 1] mixed with a GP on U[0, 1] is certain to be the linear one once an x < 0 is
 seen, and a PFN learns that. Components give p_c(x) by an ``x_log_density(x) -> [B, S]``
-method, or by ``x_low``/``x_high`` attributes (x ~ U[x_low, x_high]^d, as every built-in
-prior draws it); when any component gives neither, the inputs are left out, with a warning.
+method (every built-in prior that draws x ~ U[x_low, x_high]^d has it, from
+``UniformInputsMixin``); when any component has none, the inputs are left out, with a warning.
 """
 
 from __future__ import annotations
@@ -31,7 +31,12 @@ import torch
 from torch import Tensor
 
 from pfn_transformers.data.base import DataGenerator, ExactPosteriorMixin, has_exact_posterior
-from pfn_transformers.priors._common import PriorDraw, as_float_list, normal_log_pdf
+from pfn_transformers.priors._common import (
+    PriorDraw,
+    as_float_list,
+    exclusive_cumsum,
+    normal_log_pdf,
+)
 
 _MAX_DEPTH = 4  # mixtures of mixtures named by config, at most this deep
 _depth = [0]
@@ -269,19 +274,11 @@ class MixturePrior(DataGenerator):
 
 
 def _x_log_density(prior: Any, x: Tensor) -> Tensor | None:
-    """A component's log p(x_i) ``[B, S]`` (float64, CPU), or None when it does not say how it
-    draws its inputs (no ``x_log_density`` method and no ``x_low``/``x_high``)."""
-    if hasattr(prior, "x_log_density"):
-        return prior.x_log_density(x).double().cpu()
-    low, high = getattr(prior, "x_low", None), getattr(prior, "x_high", None)
-    if low is None or high is None:
+    """A component's log p(x_i) ``[B, S]`` (float64, CPU), or None when it has no
+    ``x_log_density`` (built-in priors get it from ``UniformInputsMixin``)."""
+    if not hasattr(prior, "x_log_density"):
         return None
-    low, high = float(low), float(high)
-    xd = x.double().cpu()
-    tol = 1e-6 * max(1.0, abs(low), abs(high))  # float32 draws may round onto the edge
-    inside = ((xd >= low - tol) & (xd <= high + tol)).all(-1)
-    log_p = -x.shape[-1] * math.log(high - low)
-    return torch.where(inside, log_p, -math.inf).double()
+    return prior.x_log_density(x).double().cpu()
 
 
 def _log_predictive64(prior: Any, x: Tensor | None, y: Tensor) -> Tensor:
@@ -328,7 +325,7 @@ class ExactMixturePrior(ExactPosteriorMixin, MixturePrior):
                 unknown = [n for n, part in zip(self.component_names, parts) if part is None]
                 warnings.warn(
                     f"MixturePrior: the components {unknown} do not say how they draw x (no "
-                    "x_log_density(x) and no x_low/x_high); the exact predictive weighs the "
+                    "x_log_density(x) method); the exact predictive weighs the "
                     "components by y alone, which is exact only if every component draws x "
                     "from the same distribution.",
                     stacklevel=3,
@@ -342,7 +339,7 @@ class ExactMixturePrior(ExactPosteriorMixin, MixturePrior):
 
     def _log_post(self, lp: Tensor, x: Tensor | None) -> Tensor:
         log_pi = torch.tensor(self.weights, dtype=torch.float64).clamp_min(1e-300).log()
-        a = log_pi[:, None, None] + lp.cumsum(-1) - lp  # + log p_c(D_<n), by the chain rule
+        a = log_pi[:, None, None] + exclusive_cumsum(lp, -1)  # + log p_c(D_<n), chain rule
         x_log_p = self.inputs_log_density(x)
         if x_log_p is not None:
             a = a + x_log_p.cumsum(-1)  # + log p_c(x_<=n): x_n is seen before y_n

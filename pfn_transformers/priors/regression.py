@@ -16,6 +16,7 @@ from pfn_transformers.data.base import DataGenerator, ExactPosteriorMixin
 from pfn_transformers.priors._common import (
     ContinuousTargetMixin,
     GaussianPredictiveMixin,
+    UniformInputsMixin,
     as_float_list,
     check_int,
     check_positive,
@@ -36,7 +37,11 @@ def _check_x_range(owner: str, x_low: float, x_high: float) -> None:
 
 
 class LinearRegressionPrior(
-    GaussianPredictiveMixin, ContinuousTargetMixin, ExactPosteriorMixin, DataGenerator
+    UniformInputsMixin,
+    GaussianPredictiveMixin,
+    ContinuousTargetMixin,
+    ExactPosteriorMixin,
+    DataGenerator,
 ):
     """Bayesian linear regression: y = w^T phi(x) (+ b) + eps.
 
@@ -189,7 +194,13 @@ class PolynomialPrior(LinearRegressionPrior):
         return {k: getattr(self, k) for k in keys}
 
 
-class GPPrior(GaussianPredictiveMixin, ContinuousTargetMixin, ExactPosteriorMixin, DataGenerator):
+class GPPrior(
+    UniformInputsMixin,
+    GaussianPredictiveMixin,
+    ContinuousTargetMixin,
+    ExactPosteriorMixin,
+    DataGenerator,
+):
     """Gaussian-process regression with an RBF kernel.
 
     f ~ GP(0, k), k(x, x') = outputscale * exp(-|x - x'|^2 / (2 lengthscale^2)),
@@ -267,7 +278,7 @@ _ACTIVATIONS = {
 }
 
 
-class MLPPrior(ContinuousTargetMixin, DataGenerator):
+class MLPPrior(UniformInputsMixin, ContinuousTargetMixin, DataGenerator):
     """Random Bayesian neural network: y = MLP_theta(x) + eps (no exact predictive).
 
     ``layers`` hidden layers of width ``hidden``; weights ~ N(0, weight_std^2 / fan_in),
@@ -328,7 +339,7 @@ class MLPPrior(ContinuousTargetMixin, DataGenerator):
         return x, y
 
 
-class StepSinePrior(ContinuousTargetMixin, DataGenerator):
+class StepSinePrior(UniformInputsMixin, ContinuousTargetMixin, DataGenerator):
     """Nonlinear step/sine mixture (no exact predictive).
 
     Each dataset picks a component with probabilities ``mixture`` = [sine, steps, both] and a
