@@ -210,6 +210,24 @@ def test_prior_check_pit_passes_for_the_mixture_reference():
     assert rep["exact"]["log_predictive_mismatch"] < 1e-3
 
 
+class _EvidenceBlindMixture(ExactMixturePrior):
+    """Draws as the linear + GP mixture but weighs the components by their prior weights at
+    every position, ignoring what the context says: a deliberately wrong reference."""
+
+    def _log_post(self, lp, x):
+        log_pi = torch.tensor(self.weights, dtype=torch.float64).log()
+        return log_pi[:, None, None].expand_as(lp)
+
+
+def test_prior_check_pit_fails_for_a_mixture_reference_blind_to_the_context():
+    # too wide once the context has picked its component: PIT piles up near 1/2, which
+    # 512 datasets show (KS p ~ 4e-4) where 96 do not
+    rep = prior_check(_EvidenceBlindMixture(["linear", "gp"]), speed=False, num_datasets=512,
+                      seq_len=12)  # fmt: skip
+    assert rep["exact"]["calibrated"] is False, rep["exact"]
+    assert any("exact posterior formula fails its PIT check" in w for w in rep["warnings"])
+
+
 def test_cli_trains_and_evaluates_on_a_mixture(tmp_path):
     import json
 
