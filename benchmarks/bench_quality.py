@@ -282,7 +282,7 @@ _FIXED_THREADS: int | None = None
 
 def _pick_threads(
     prior, model_config, batch_size: int, seq_len: int, precision: str = "auto"
-) -> int:
+) -> tuple[int, dict[int, float]]:
     """Use 1 thread or all cores, whichever trains faster right now.
 
     On a shared 2-core machine, two intra-op threads competing with other processes can be
@@ -290,18 +290,20 @@ def _pick_threads(
     """
     if _FIXED_THREADS is not None:
         torch.set_num_threads(_FIXED_THREADS)
-        return _FIXED_THREADS
+        return _FIXED_THREADS, {}
     cores = _MAX_THREADS
-    timings = {}
-    for n in sorted({1, cores}):
-        torch.set_num_threads(n)
-        timings[n] = _probe_step_time(
-            prior, model_config, batch_size, seq_len, steps=5, precision=precision
-        )
+    timings: dict[int, float] = {}
+    for _ in range(2):  # interleaved, best of two: one noisy probe once picked 1 thread at 1.4x
+        for n in sorted({1, cores}):
+            torch.set_num_threads(n)
+            s = _probe_step_time(
+                prior, model_config, batch_size, seq_len, steps=5, precision=precision
+            )
+            timings[n] = min(timings.get(n, s), s)
     # more threads only when clearly faster: they degrade badly if the machine gets busy
     best = cores if timings[cores] * 1.3 < timings[1] else 1
     torch.set_num_threads(best)
-    return best
+    return best, timings
 
 
 _MAX_THREADS = torch.get_num_threads()
@@ -316,7 +318,9 @@ def train_task(
     train_kw = {**TRAIN_DEFAULTS, **task["train"]}
     budget = float(budget_s if budget_s is not None else task["max_time_s"])
     precision = train_kw.get("precision", "auto")
-    threads = _pick_threads(prior, model_config, train_kw["batch_size"], task["seq_len"], precision)
+    threads, thread_probe_s = _pick_threads(
+        prior, model_config, train_kw["batch_size"], task["seq_len"], precision
+    )
     step_s = _probe_step_time(
         prior, model_config, train_kw["batch_size"], task["seq_len"], precision=precision
     )
@@ -350,6 +354,7 @@ def train_task(
         "final_train_loss": final_loss,
         "probe_step_s": round(step_s, 4),
         "threads": threads,
+        "thread_probe_step_s": {str(n): round(s, 4) for n, s in thread_probe_s.items()},
         "model_config": model_config.to_dict(),
         "training": train_kw,
         "num_params": sum(p.numel() for p in model.parameters()),
