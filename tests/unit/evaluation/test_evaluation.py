@@ -314,6 +314,37 @@ def test_quality_benchmark_settings_build():
     assert len(set(borders)) == len(borders)
 
 
+def test_quality_benchmark_picks_threads_on_the_best_of_interleaved_probes(monkeypatch):
+    """One slow probe of all cores (a busy moment) must not pick one thread; the probe times
+    are returned for the results file."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[3] / "benchmarks" / "bench_quality.py"
+    spec = importlib.util.spec_from_file_location("bench_quality", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    before = torch.get_num_threads()
+    seen = []
+    two_cores = iter([0.060, 0.030])  # all cores: slow once, then 1.5x faster than one
+
+    def probe(*args, **kwargs):
+        seen.append(torch.get_num_threads())
+        return 0.045 if torch.get_num_threads() == 1 else next(two_cores)
+
+    monkeypatch.setattr(bench, "_probe_step_time", probe)
+    monkeypatch.setattr(bench, "_MAX_THREADS", 2)
+    try:
+        best, timings = bench._pick_threads(None, None, 64, 20)
+        assert seen == [1, 2, 1, 2]
+        assert best == 2 and timings == {1: 0.045, 2: 0.030}
+        two_cores = iter([0.040, 0.041])  # not 1.3x faster: one thread
+        monkeypatch.setattr(bench, "_probe_step_time", probe)
+        assert bench._pick_threads(None, None, 64, 20)[0] == 1
+    finally:
+        torch.set_num_threads(before)
+
+
 @pytest.mark.parametrize("support", ["unbounded", "bounded"])
 def test_floor_from_the_two_borders_of_y_equals_the_floor_from_every_border(support):
     """The floor needs the exact cdf at y's bucket only: same log density as building the
