@@ -293,7 +293,7 @@ def _pick_threads(
         return _FIXED_THREADS, {}
     cores = _MAX_THREADS
     timings: dict[int, float] = {}
-    for _ in range(2):  # interleaved, best of two: one noisy probe once picked 1 thread at 1.4x
+    for _ in range(2):  # interleaved, best of two: one noisy probe once picked 1 thread at 1.5x
         for n in sorted({1, cores}):
             torch.set_num_threads(n)
             s = _probe_step_time(
