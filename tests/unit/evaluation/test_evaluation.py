@@ -292,8 +292,8 @@ def test_real_tiny_pfn(tmp_path, prior, cfg):
         plot_predictive_bands(model, prior, tmp_path / "bands.png", num_context=4, num_query=20)
 
 
-def test_quality_benchmark_settings_build():
-    """Every shipped benchmark task builds its prior and a valid model config."""
+def _load_bench_quality():
+    """``benchmarks/bench_quality.py`` as a module (benchmarks are scripts, not a package)."""
     import importlib.util
     from pathlib import Path
 
@@ -301,6 +301,12 @@ def test_quality_benchmark_settings_build():
     spec = importlib.util.spec_from_file_location("bench_quality", path)
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
+    return bench
+
+
+def test_quality_benchmark_settings_build():
+    """Every shipped benchmark task builds its prior and a valid model config."""
+    bench = _load_bench_quality()
     assert set(bench.TASKS) == {"coin", "categorical", "markov", "linear", "gp", "mixture", "nig"}
     for task in bench.TASKS.values():
         cls, kwargs = task["prior"]
@@ -317,13 +323,7 @@ def test_quality_benchmark_settings_build():
 def test_quality_benchmark_picks_threads_on_the_best_of_interleaved_probes(monkeypatch):
     """One slow probe of all cores (a busy moment) must not pick one thread; the probe times
     are returned for the results file."""
-    import importlib.util
-    from pathlib import Path
-
-    path = Path(__file__).resolve().parents[3] / "benchmarks" / "bench_quality.py"
-    spec = importlib.util.spec_from_file_location("bench_quality", path)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = _load_bench_quality()
     before = torch.get_num_threads()
     seen = []
     two_cores = iter([0.060, 0.030])  # all cores: slow once, then 1.5x faster than one
@@ -339,7 +339,6 @@ def test_quality_benchmark_picks_threads_on_the_best_of_interleaved_probes(monke
         assert seen == [1, 2, 1, 2]
         assert best == 2 and timings == {1: 0.045, 2: 0.030}
         two_cores = iter([0.040, 0.041])  # not 1.3x faster: one thread
-        monkeypatch.setattr(bench, "_probe_step_time", probe)
         assert bench._pick_threads(None, None, 64, 20)[0] == 1
     finally:
         torch.set_num_threads(before)
