@@ -189,7 +189,7 @@ def test_the_compiled_step_takes_the_hyperparameters_as_the_eager_one(tmp_path, 
         assert torch.equal(runs[True][1][key], value), key
 
 
-def test_models_without_condition_on_train_bit_for_bit_as_before(tmp_path):
+def test_models_without_condition_on_train_as_before(tmp_path):
     """The fixture's losses came from the code before conditioning existed (make_fixture.py,
     one thread)."""
     ref = json.loads((DATA / "losses.json").read_text())
@@ -219,5 +219,12 @@ def test_models_without_condition_on_train_bit_for_bit_as_before(tmp_path):
     finally:
         torch.set_num_threads(threads)
     lines = (tmp_path / "metrics.jsonl").read_text().splitlines()
-    assert [json.loads(line)["loss"] for line in lines] == ref["losses"]
-    assert log_predictive == ref["log_predictive"]
+    losses = [json.loads(line)["loss"] for line in lines]
+    # Not bit for bit: fp32 kernels round differently on different CPUs (this fixture's machine
+    # and an AVX-512 EPYC differ by ~1e-6 in the losses, 3e-5 in the log predictive after 12
+    # Adam steps). Raising the lengthscale prior's rate 6.0 -> 6.01 moves the losses by 3e-4.
+    assert len(losses) == len(ref["losses"])
+    torch.testing.assert_close(torch.tensor(losses), torch.tensor(ref["losses"]), rtol=1e-4, atol=0)
+    torch.testing.assert_close(
+        torch.tensor(log_predictive), torch.tensor(ref["log_predictive"]), rtol=1e-4, atol=1e-4
+    )
